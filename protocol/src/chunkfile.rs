@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn header_bytes() {
-        let h = ChunkHeader { chunkid: 0x1234, version: 7 };
+        let h = ChunkHeader {
+            chunkid: 0x1234,
+            version: 7,
+        };
         let e = h.encode();
         assert_eq!(&e[..8], b"MFSC 1.0");
         assert_eq!(&e[8..20], &[0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0, 0, 7]);
@@ -189,23 +192,38 @@ mod tests {
         assert_eq!(ChunkHeader::decode(&v11).unwrap(), h);
         v11[7] = b'2';
         assert_eq!(ChunkHeader::decode(&v11), Err(ChunkFileError::BadSignature));
-        assert_eq!(ChunkHeader::decode(&e[..10]), Err(ChunkFileError::Truncated(10)));
+        assert_eq!(
+            ChunkHeader::decode(&e[..10]),
+            Err(ChunkFileError::Truncated(10))
+        );
     }
 
     #[test]
     fn names() {
         assert_eq!(file_name(0x0A, 1), "chunk_000000000000000A_00000001.mfs");
-        assert_eq!(parse_file_name("chunk_000000000000000A_00000001.mfs"), Some((10, 1)));
+        assert_eq!(
+            parse_file_name("chunk_000000000000000A_00000001.mfs"),
+            Some((10, 1))
+        );
         assert_eq!(parse_file_name("chunk_000000000000000a_00000001.mfs"), None);
-        assert_eq!(parse_file_name("chunk_000000000000000A_00000001.mfs.tmp"), None);
+        assert_eq!(
+            parse_file_name("chunk_000000000000000A_00000001.mfs.tmp"),
+            None
+        );
         assert_eq!(subdir_name(0xAB), "AB");
     }
 
     #[test]
     fn layout_from_size() {
         assert_eq!(Layout::from_file_size(8192).unwrap(), (Layout::CURRENT, 0));
-        assert_eq!(Layout::from_file_size(8192 + 3 * 65536).unwrap(), (Layout::CURRENT, 3));
-        assert_eq!(Layout::from_file_size(5120 + 65536).unwrap(), (Layout { hdr_size: 1024 }, 1));
+        assert_eq!(
+            Layout::from_file_size(8192 + 3 * 65536).unwrap(),
+            (Layout::CURRENT, 3)
+        );
+        assert_eq!(
+            Layout::from_file_size(5120 + 65536).unwrap(),
+            (Layout { hdr_size: 1024 }, 1)
+        );
         assert!(Layout::from_file_size(8193).is_err());
         assert!(Layout::from_file_size(100).is_err());
         assert!(Layout::from_file_size(8192 + 1025 * 65536).is_err());

@@ -232,7 +232,11 @@ impl ChunkOpArgs {
 
 fn exact(msg: &'static str, p: &[u8], n: usize, expected: &'static str) -> Result<(), DecodeError> {
     if p.len() != n {
-        return Err(DecodeError::BadLength { msg, len: p.len(), expected });
+        return Err(DecodeError::BadLength {
+            msg,
+            len: p.len(),
+            expected,
+        });
     }
     Ok(())
 }
@@ -261,7 +265,11 @@ impl MasterToCs {
                 const M: &str = "MATOCS_SET_VERSION";
                 exact(M, p, 16, "16")?;
                 let mut r = Reader::new(M, p);
-                Ok(MasterToCs::SetVersion { chunkid: r.u64()?, new_version: r.u32()?, old_version: r.u32()? })
+                Ok(MasterToCs::SetVersion {
+                    chunkid: r.u64()?,
+                    new_version: r.u32()?,
+                    old_version: r.u32()?,
+                })
             }
             MATOCS_DUPLICATE => {
                 const M: &str = "MATOCS_DUPLICATE";
@@ -300,13 +308,20 @@ impl MasterToCs {
             MATOCS_CHUNKOP => {
                 const M: &str = "MATOCS_CHUNKOP";
                 exact(M, p, 32, "32")?;
-                Ok(MasterToCs::ChunkOp(ChunkOpArgs::read(&mut Reader::new(M, p))?))
+                Ok(MasterToCs::ChunkOp(ChunkOpArgs::read(&mut Reader::new(
+                    M, p,
+                ))?))
             }
             MATOCS_REPLICATE => {
                 const M: &str = "MATOCS_REPLICATE";
                 exact(M, p, 18, "18 (multi-source replication is not supported)")?;
                 let mut r = Reader::new(M, p);
-                Ok(MasterToCs::Replicate { chunkid: r.u64()?, version: r.u32()?, ip: r.u32()?, port: r.u16()? })
+                Ok(MasterToCs::Replicate {
+                    chunkid: r.u64()?,
+                    version: r.u32()?,
+                    ip: r.u32()?,
+                    port: r.u16()?,
+                })
             }
             ANTOCS_GET_CHUNK_BLOCKS => {
                 let (chunkid, version) = id_ver("ANTOCS_GET_CHUNK_BLOCKS", p)?;
@@ -328,13 +343,22 @@ impl MasterToCs {
         const M: &str = "MATOCS_MASTER_ACK";
         const LENS: &str = "1|5|7|9|15|17|33";
         if ![1, 5, 7, 9, 15, 17, 33].contains(&p.len()) {
-            return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: LENS });
+            return Err(DecodeError::BadLength {
+                msg: M,
+                len: p.len(),
+                expected: LENS,
+            });
         }
         let mut r = Reader::new(M, p);
         let atype = r.u8()?;
         match (atype, p.len()) {
             (0, 1 | 5 | 9 | 17) => {
-                let mut a = Accepted { version: None, timeout: None, csid: None, metaid: None };
+                let mut a = Accepted {
+                    version: None,
+                    timeout: None,
+                    csid: None,
+                    metaid: None,
+                };
                 if p.len() >= 5 {
                     a.version = Some(r.u32()?);
                 }
@@ -352,10 +376,18 @@ impl MasterToCs {
                 let version = r.u32()?;
                 let timeout = r.u16()?;
                 let metaid = if p.len() == 15 { Some(r.u64()?) } else { None };
-                Ok(MasterToCs::Wait { version, timeout, metaid })
+                Ok(MasterToCs::Wait {
+                    version,
+                    timeout,
+                    metaid,
+                })
             }
             (3, 33) => Ok(MasterToCs::AuthChallenge(r.array()?)),
-            (t, _) => Err(DecodeError::BadValue { msg: M, field: "atype/length", value: ((t as u64) << 32) | p.len() as u64 }),
+            (t, _) => Err(DecodeError::BadValue {
+                msg: M,
+                field: "atype/length",
+                value: ((t as u64) << 32) | p.len() as u64,
+            }),
         }
     }
 
@@ -382,8 +414,14 @@ impl MasterToCs {
                 }
                 w.finish()
             }
-            MasterToCs::Redirect { ip } => Writer::packet(MATOCS_MASTER_ACK, 5).u8(1).u32(*ip).finish(),
-            MasterToCs::Wait { version, timeout, metaid } => {
+            MasterToCs::Redirect { ip } => {
+                Writer::packet(MATOCS_MASTER_ACK, 5).u8(1).u32(*ip).finish()
+            }
+            MasterToCs::Wait {
+                version,
+                timeout,
+                metaid,
+            } => {
                 let w = Writer::packet(MATOCS_MASTER_ACK, if metaid.is_some() { 15 } else { 7 })
                     .u8(2)
                     .u32(*version)
@@ -393,56 +431,91 @@ impl MasterToCs {
                     None => w.finish(),
                 }
             }
-            MasterToCs::AuthChallenge(rnd) => Writer::packet(MATOCS_MASTER_ACK, 33).u8(3).bytes(rnd).finish(),
-            MasterToCs::Create { chunkid, version } => {
-                Writer::packet(MATOCS_CREATE, 12).u64(*chunkid).u32(*version).finish()
-            }
-            MasterToCs::Delete { chunkid, version } => {
-                Writer::packet(MATOCS_DELETE, 12).u64(*chunkid).u32(*version).finish()
-            }
-            MasterToCs::SetVersion { chunkid, new_version, old_version } => Writer::packet(MATOCS_SET_VERSION, 16)
+            MasterToCs::AuthChallenge(rnd) => Writer::packet(MATOCS_MASTER_ACK, 33)
+                .u8(3)
+                .bytes(rnd)
+                .finish(),
+            MasterToCs::Create { chunkid, version } => Writer::packet(MATOCS_CREATE, 12)
+                .u64(*chunkid)
+                .u32(*version)
+                .finish(),
+            MasterToCs::Delete { chunkid, version } => Writer::packet(MATOCS_DELETE, 12)
+                .u64(*chunkid)
+                .u32(*version)
+                .finish(),
+            MasterToCs::SetVersion {
+                chunkid,
+                new_version,
+                old_version,
+            } => Writer::packet(MATOCS_SET_VERSION, 16)
                 .u64(*chunkid)
                 .u32(*new_version)
                 .u32(*old_version)
                 .finish(),
-            MasterToCs::Duplicate { new_chunkid, new_version, src_chunkid, src_version } => {
-                Writer::packet(MATOCS_DUPLICATE, 24)
-                    .u64(*new_chunkid)
-                    .u32(*new_version)
-                    .u64(*src_chunkid)
-                    .u32(*src_version)
-                    .finish()
-            }
-            MasterToCs::Truncate { chunkid, length, new_version, old_version } => Writer::packet(MATOCS_TRUNCATE, 20)
+            MasterToCs::Duplicate {
+                new_chunkid,
+                new_version,
+                src_chunkid,
+                src_version,
+            } => Writer::packet(MATOCS_DUPLICATE, 24)
+                .u64(*new_chunkid)
+                .u32(*new_version)
+                .u64(*src_chunkid)
+                .u32(*src_version)
+                .finish(),
+            MasterToCs::Truncate {
+                chunkid,
+                length,
+                new_version,
+                old_version,
+            } => Writer::packet(MATOCS_TRUNCATE, 20)
                 .u64(*chunkid)
                 .u32(*length)
                 .u32(*new_version)
                 .u32(*old_version)
                 .finish(),
-            MasterToCs::DupTrunc { new_chunkid, new_version, src_chunkid, src_version, length } => {
-                Writer::packet(MATOCS_DUPTRUNC, 28)
-                    .u64(*new_chunkid)
-                    .u32(*new_version)
-                    .u64(*src_chunkid)
-                    .u32(*src_version)
-                    .u32(*length)
-                    .finish()
-            }
+            MasterToCs::DupTrunc {
+                new_chunkid,
+                new_version,
+                src_chunkid,
+                src_version,
+                length,
+            } => Writer::packet(MATOCS_DUPTRUNC, 28)
+                .u64(*new_chunkid)
+                .u32(*new_version)
+                .u64(*src_chunkid)
+                .u32(*src_version)
+                .u32(*length)
+                .finish(),
             MasterToCs::ChunkOp(a) => a.write(Writer::packet(MATOCS_CHUNKOP, 32)).finish(),
-            MasterToCs::Replicate { chunkid, version, ip, port } => Writer::packet(MATOCS_REPLICATE, 18)
+            MasterToCs::Replicate {
+                chunkid,
+                version,
+                ip,
+                port,
+            } => Writer::packet(MATOCS_REPLICATE, 18)
                 .u64(*chunkid)
                 .u32(*version)
                 .u32(*ip)
                 .u16(*port)
                 .finish(),
             MasterToCs::GetChunkBlocks { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_BLOCKS, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_BLOCKS, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
             MasterToCs::GetChunkChecksum { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
             MasterToCs::GetChunkChecksumTab { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM_TAB, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM_TAB, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
         }
     }
@@ -477,7 +550,12 @@ impl SpaceInfo {
         })
     }
     fn write(&self, w: Writer) -> Writer {
-        w.u64(self.used).u64(self.total).u32(self.chunks).u64(self.td_used).u64(self.td_total).u32(self.td_chunks)
+        w.u64(self.used)
+            .u64(self.total)
+            .u32(self.chunks)
+            .u64(self.td_used)
+            .u64(self.td_total)
+            .u32(self.td_chunks)
     }
 }
 
@@ -633,11 +711,17 @@ impl CsToMaster {
             CsToMaster::Nop => Writer::packet(ANTOAN_NOP, 0).finish(),
             CsToMaster::RegisterBegin(b) => {
                 let alen = if b.auth.is_some() { 16 } else { 0 };
-                let mut w = Writer::packet(CSTOMA_REGISTER, 1 + alen + 4 + 4 + 2 + 2 + 2 + 40).u8(60);
+                let mut w =
+                    Writer::packet(CSTOMA_REGISTER, 1 + alen + 4 + 4 + 2 + 2 + 2 + 40).u8(60);
                 if let Some(a) = &b.auth {
                     w = w.bytes(a);
                 }
-                w = w.u32(b.version).u32(b.ip).u16(b.port).u16(b.timeout).u16(b.csid);
+                w = w
+                    .u32(b.version)
+                    .u32(b.ip)
+                    .u16(b.port)
+                    .u16(b.timeout)
+                    .u16(b.csid);
                 b.space.write(w).finish()
             }
             CsToMaster::RegisterChunks(list) => {
@@ -661,33 +745,73 @@ impl CsToMaster {
             }
             CsToMaster::ErrorOccurred => Writer::packet(CSTOMA_ERROR_OCCURRED, 0).finish(),
             CsToMaster::Labels(m) => Writer::packet(CSTOMA_LABELS, 4).u32(*m).finish(),
-            CsToMaster::CurrentLoad { load, hlstatus } => {
-                Writer::packet(CSTOMA_CURRENT_LOAD, 5).u32(*load).u8(*hlstatus).finish()
-            }
-            CsToMaster::Status { kind, chunkid, status } => {
-                Writer::packet(kind.msg_type(), 9).u64(*chunkid).u8(*status).finish()
-            }
-            CsToMaster::ReplicateStatus { chunkid, version, status } => {
-                Writer::packet(CSTOMA_REPLICATE, 13).u64(*chunkid).u32(*version).u8(*status).finish()
-            }
-            CsToMaster::ChunkOpStatus(a, status) => a.write(Writer::packet(CSTOMA_CHUNKOP, 33)).u8(*status).finish(),
-            CsToMaster::ChunkBlocks { chunkid, version, blocks, status } => Writer::packet(CSTOAN_CHUNK_BLOCKS, 15)
+            CsToMaster::CurrentLoad { load, hlstatus } => Writer::packet(CSTOMA_CURRENT_LOAD, 5)
+                .u32(*load)
+                .u8(*hlstatus)
+                .finish(),
+            CsToMaster::Status {
+                kind,
+                chunkid,
+                status,
+            } => Writer::packet(kind.msg_type(), 9)
+                .u64(*chunkid)
+                .u8(*status)
+                .finish(),
+            CsToMaster::ReplicateStatus {
+                chunkid,
+                version,
+                status,
+            } => Writer::packet(CSTOMA_REPLICATE, 13)
+                .u64(*chunkid)
+                .u32(*version)
+                .u8(*status)
+                .finish(),
+            CsToMaster::ChunkOpStatus(a, status) => a
+                .write(Writer::packet(CSTOMA_CHUNKOP, 33))
+                .u8(*status)
+                .finish(),
+            CsToMaster::ChunkBlocks {
+                chunkid,
+                version,
+                blocks,
+                status,
+            } => Writer::packet(CSTOAN_CHUNK_BLOCKS, 15)
                 .u64(*chunkid)
                 .u32(*version)
                 .u16(*blocks)
                 .u8(*status)
                 .finish(),
-            CsToMaster::ChunkChecksum { chunkid, version, result } => match result {
-                Ok(c) => Writer::packet(CSTOAN_CHUNK_CHECKSUM, 16).u64(*chunkid).u32(*version).u32(*c).finish(),
-                Err(s) => Writer::packet(CSTOAN_CHUNK_CHECKSUM, 13).u64(*chunkid).u32(*version).u8(*s).finish(),
+            CsToMaster::ChunkChecksum {
+                chunkid,
+                version,
+                result,
+            } => match result {
+                Ok(c) => Writer::packet(CSTOAN_CHUNK_CHECKSUM, 16)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .u32(*c)
+                    .finish(),
+                Err(s) => Writer::packet(CSTOAN_CHUNK_CHECKSUM, 13)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .u8(*s)
+                    .finish(),
             },
-            CsToMaster::ChunkChecksumTab { chunkid, version, result } => match result {
+            CsToMaster::ChunkChecksumTab {
+                chunkid,
+                version,
+                result,
+            } => match result {
                 Ok(t) => Writer::packet(CSTOAN_CHUNK_CHECKSUM_TAB, 12 + 4096)
                     .u64(*chunkid)
                     .u32(*version)
                     .bytes(&t[..])
                     .finish(),
-                Err(s) => Writer::packet(CSTOAN_CHUNK_CHECKSUM_TAB, 13).u64(*chunkid).u32(*version).u8(*s).finish(),
+                Err(s) => Writer::packet(CSTOAN_CHUNK_CHECKSUM_TAB, 13)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .u8(*s)
+                    .finish(),
             },
         }
     }
@@ -704,7 +828,13 @@ impl CsToMaster {
                         let auth = match p.len() {
                             55 => None,
                             71 => Some(r.array::<16>()?),
-                            _ => return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "55|71" }),
+                            _ => {
+                                return Err(DecodeError::BadLength {
+                                    msg: M,
+                                    len: p.len(),
+                                    expected: "55|71",
+                                })
+                            }
                         };
                         Ok(CsToMaster::RegisterBegin(RegisterBegin {
                             auth,
@@ -718,7 +848,11 @@ impl CsToMaster {
                     }
                     61 => {
                         if (p.len() - 1) % 12 != 0 {
-                            return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "1+N*12" });
+                            return Err(DecodeError::BadLength {
+                                msg: M,
+                                len: p.len(),
+                                expected: "1+N*12",
+                            });
                         }
                         let mut v = Vec::with_capacity((p.len() - 1) / 12);
                         while r.remaining() > 0 {
@@ -726,22 +860,40 @@ impl CsToMaster {
                         }
                         Ok(CsToMaster::RegisterChunks(v))
                     }
-                    62 | 63 if p.len() != 1 => Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "1" }),
+                    62 | 63 if p.len() != 1 => Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "1",
+                    }),
                     62 => Ok(CsToMaster::RegisterEnd),
                     63 => Ok(CsToMaster::RegisterDisconnect),
-                    v => Err(DecodeError::BadValue { msg: M, field: "rver", value: v as u64 }),
+                    v => Err(DecodeError::BadValue {
+                        msg: M,
+                        field: "rver",
+                        value: v as u64,
+                    }),
                 }
             }
             CSTOMA_SPACE => {
                 exact("CSTOMA_SPACE", p, 40, "40")?;
-                Ok(CsToMaster::Space(SpaceInfo::read(&mut Reader::new("CSTOMA_SPACE", p))?))
+                Ok(CsToMaster::Space(SpaceInfo::read(&mut Reader::new(
+                    "CSTOMA_SPACE",
+                    p,
+                ))?))
             }
-            CSTOMA_CHUNK_DAMAGED => Ok(CsToMaster::ChunkDamaged(read_ids("CSTOMA_CHUNK_DAMAGED", p)?)),
+            CSTOMA_CHUNK_DAMAGED => Ok(CsToMaster::ChunkDamaged(read_ids(
+                "CSTOMA_CHUNK_DAMAGED",
+                p,
+            )?)),
             CSTOMA_CHUNK_LOST => Ok(CsToMaster::ChunkLost(read_ids("CSTOMA_CHUNK_LOST", p)?)),
             CSTOMA_CHUNK_NEW => {
                 const M: &str = "CSTOMA_CHUNK_NEW";
                 if p.len() % 12 != 0 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "N*12" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "N*12",
+                    });
                 }
                 let mut r = Reader::new(M, p);
                 let mut v = Vec::with_capacity(p.len() / 12);
@@ -761,12 +913,19 @@ impl CsToMaster {
             CSTOMA_CURRENT_LOAD => {
                 exact("CSTOMA_CURRENT_LOAD", p, 5, "5")?;
                 let mut r = Reader::new("CSTOMA_CURRENT_LOAD", p);
-                Ok(CsToMaster::CurrentLoad { load: r.u32()?, hlstatus: r.u8()? })
+                Ok(CsToMaster::CurrentLoad {
+                    load: r.u32()?,
+                    hlstatus: r.u8()?,
+                })
             }
             CSTOMA_REPLICATE => {
                 exact("CSTOMA_REPLICATE", p, 13, "13")?;
                 let mut r = Reader::new("CSTOMA_REPLICATE", p);
-                Ok(CsToMaster::ReplicateStatus { chunkid: r.u64()?, version: r.u32()?, status: r.u8()? })
+                Ok(CsToMaster::ReplicateStatus {
+                    chunkid: r.u64()?,
+                    version: r.u32()?,
+                    status: r.u8()?,
+                })
             }
             CSTOMA_CHUNKOP => {
                 exact("CSTOMA_CHUNKOP", p, 33, "33")?;
@@ -777,7 +936,12 @@ impl CsToMaster {
             CSTOAN_CHUNK_BLOCKS => {
                 exact("CSTOAN_CHUNK_BLOCKS", p, 15, "15")?;
                 let mut r = Reader::new("CSTOAN_CHUNK_BLOCKS", p);
-                Ok(CsToMaster::ChunkBlocks { chunkid: r.u64()?, version: r.u32()?, blocks: r.u16()?, status: r.u8()? })
+                Ok(CsToMaster::ChunkBlocks {
+                    chunkid: r.u64()?,
+                    version: r.u32()?,
+                    blocks: r.u16()?,
+                    status: r.u8()?,
+                })
             }
             CSTOAN_CHUNK_CHECKSUM => {
                 const M: &str = "CSTOAN_CHUNK_CHECKSUM";
@@ -786,9 +950,19 @@ impl CsToMaster {
                 let result = match p.len() {
                     16 => Ok(r.u32()?),
                     13 => Err(r.u8()?),
-                    _ => return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "13|16" }),
+                    _ => {
+                        return Err(DecodeError::BadLength {
+                            msg: M,
+                            len: p.len(),
+                            expected: "13|16",
+                        })
+                    }
                 };
-                Ok(CsToMaster::ChunkChecksum { chunkid, version, result })
+                Ok(CsToMaster::ChunkChecksum {
+                    chunkid,
+                    version,
+                    result,
+                })
             }
             CSTOAN_CHUNK_CHECKSUM_TAB => {
                 const M: &str = "CSTOAN_CHUNK_CHECKSUM_TAB";
@@ -797,15 +971,29 @@ impl CsToMaster {
                 let result = match p.len() {
                     4108 => Ok(Box::new(r.array::<4096>()?)),
                     13 => Err(r.u8()?),
-                    _ => return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "13|4108" }),
+                    _ => {
+                        return Err(DecodeError::BadLength {
+                            msg: M,
+                            len: p.len(),
+                            expected: "13|4108",
+                        })
+                    }
                 };
-                Ok(CsToMaster::ChunkChecksumTab { chunkid, version, result })
+                Ok(CsToMaster::ChunkChecksumTab {
+                    chunkid,
+                    version,
+                    result,
+                })
             }
             t => match StatusKind::from_type(t) {
                 Some(kind) => {
                     exact("CSTOMA status reply", p, 9, "9")?;
                     let mut r = Reader::new("CSTOMA status reply", p);
-                    Ok(CsToMaster::Status { kind, chunkid: r.u64()?, status: r.u8()? })
+                    Ok(CsToMaster::Status {
+                        kind,
+                        chunkid: r.u64()?,
+                        status: r.u8()?,
+                    })
                 }
                 None => Err(DecodeError::UnknownType(t)),
             },
@@ -823,7 +1011,11 @@ fn ids_packet(t: u32, ids: &[u64]) -> Vec<u8> {
 
 fn read_ids(msg: &'static str, p: &[u8]) -> Result<Vec<u64>, DecodeError> {
     if p.len() % 8 != 0 {
-        return Err(DecodeError::BadLength { msg, len: p.len(), expected: "N*8" });
+        return Err(DecodeError::BadLength {
+            msg,
+            len: p.len(),
+            expected: "N*8",
+        });
     }
     let mut r = Reader::new(msg, p);
     let mut v = Vec::with_capacity(p.len() / 8);

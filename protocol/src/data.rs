@@ -116,7 +116,11 @@ pub struct WriteData<'a> {
 
 fn id_ver(msg: &'static str, p: &[u8]) -> Result<(u64, u32), DecodeError> {
     if p.len() != 12 {
-        return Err(DecodeError::BadLength { msg, len: p.len(), expected: "12" });
+        return Err(DecodeError::BadLength {
+            msg,
+            len: p.len(),
+            expected: "12",
+        });
     }
     let mut r = Reader::new(msg, p);
     Ok((r.u64()?, r.u32()?))
@@ -129,8 +133,14 @@ impl<'a> ToCs<'a> {
             ANTOAN_NOP => Ok(ToCs::Nop),
             ANTOAN_GET_VERSION => match p.len() {
                 0 => Ok(ToCs::GetVersion { msgid: None }),
-                4 => Ok(ToCs::GetVersion { msgid: Some(Reader::new("ANTOAN_GET_VERSION", p).u32()?) }),
-                n => Err(DecodeError::BadLength { msg: "ANTOAN_GET_VERSION", len: n, expected: "0|4" }),
+                4 => Ok(ToCs::GetVersion {
+                    msgid: Some(Reader::new("ANTOAN_GET_VERSION", p).u32()?),
+                }),
+                n => Err(DecodeError::BadLength {
+                    msg: "ANTOAN_GET_VERSION",
+                    len: n,
+                    expected: "0|4",
+                }),
             },
             CLTOCS_READ => {
                 const M: &str = "CLTOCS_READ";
@@ -138,7 +148,13 @@ impl<'a> ToCs<'a> {
                 let protocol = match p.len() {
                     21 => Some(r.u8()?),
                     20 => None,
-                    n => return Err(DecodeError::BadLength { msg: M, len: n, expected: "20|21" }),
+                    n => {
+                        return Err(DecodeError::BadLength {
+                            msg: M,
+                            len: n,
+                            expected: "20|21",
+                        })
+                    }
                 };
                 Ok(ToCs::Read(ReadReq {
                     protocol,
@@ -151,9 +167,17 @@ impl<'a> ToCs<'a> {
             CLTOCS_WRITE => {
                 const M: &str = "CLTOCS_WRITE";
                 let mut r = Reader::new(M, p);
-                let protocol = if p.len() % 2 == 1 { Some(r.u8()?) } else { None };
+                let protocol = if p.len() % 2 == 1 {
+                    Some(r.u8()?)
+                } else {
+                    None
+                };
                 if r.remaining() < 12 || (r.remaining() - 12) % 6 != 0 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "12+N*6 or 13+N*6" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "12+N*6 or 13+N*6",
+                    });
                 }
                 let chunkid = r.u64()?;
                 let version = r.u32()?;
@@ -161,13 +185,22 @@ impl<'a> ToCs<'a> {
                 while r.remaining() > 0 {
                     chain.push((r.u32()?, r.u16()?));
                 }
-                Ok(ToCs::Write(WriteReq { protocol, chunkid, version, chain }))
+                Ok(ToCs::Write(WriteReq {
+                    protocol,
+                    chunkid,
+                    version,
+                    chain,
+                }))
             }
             CLTOCS_WRITE_DATA => {
                 const M: &str = "CLTOCS_WRITE_DATA";
                 let mut r = Reader::new(M, p);
                 if p.len() < WRITE_DATA_PREFIX {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "24+size" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "24+size",
+                    });
                 }
                 let chunkid = r.u64()?;
                 let writeid = r.u32()?;
@@ -176,9 +209,20 @@ impl<'a> ToCs<'a> {
                 let size = r.u32()?;
                 let crc = r.u32()?;
                 if r.remaining() as u64 != size as u64 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "24+size" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "24+size",
+                    });
                 }
-                Ok(ToCs::WriteData(WriteData { chunkid, writeid, blocknum, offset, crc, data: r.rest() }))
+                Ok(ToCs::WriteData(WriteData {
+                    chunkid,
+                    writeid,
+                    blocknum,
+                    offset,
+                    crc,
+                    data: r.rest(),
+                }))
             }
             CLTOCS_WRITE_FINISH => {
                 let (chunkid, version) = id_ver("CLTOCS_WRITE_FINISH", p)?;
@@ -205,25 +249,45 @@ impl<'a> ToCs<'a> {
         match self {
             ToCs::Nop => Writer::packet(ANTOAN_NOP, 0).finish(),
             ToCs::GetVersion { msgid: None } => Writer::packet(ANTOAN_GET_VERSION, 0).finish(),
-            ToCs::GetVersion { msgid: Some(m) } => Writer::packet(ANTOAN_GET_VERSION, 4).u32(*m).finish(),
+            ToCs::GetVersion { msgid: Some(m) } => {
+                Writer::packet(ANTOAN_GET_VERSION, 4).u32(*m).finish()
+            }
             ToCs::Read(r) => encode_read(r),
             ToCs::Write(w) => encode_write(w.protocol, w.chunkid, w.version, &w.chain),
             ToCs::WriteData(d) => {
-                let mut v = write_data_header(d.chunkid, d.writeid, d.blocknum, d.offset, d.data.len() as u32, d.crc).to_vec();
+                let mut v = write_data_header(
+                    d.chunkid,
+                    d.writeid,
+                    d.blocknum,
+                    d.offset,
+                    d.data.len() as u32,
+                    d.crc,
+                )
+                .to_vec();
                 v.extend_from_slice(d.data);
                 v
             }
-            ToCs::WriteFinish { chunkid, version } => {
-                Writer::packet(CLTOCS_WRITE_FINISH, 12).u64(*chunkid).u32(*version).finish()
-            }
+            ToCs::WriteFinish { chunkid, version } => Writer::packet(CLTOCS_WRITE_FINISH, 12)
+                .u64(*chunkid)
+                .u32(*version)
+                .finish(),
             ToCs::GetChunkBlocks { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_BLOCKS, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_BLOCKS, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
             ToCs::GetChunkChecksum { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
             ToCs::GetChunkChecksumTab { chunkid, version } => {
-                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM_TAB, 12).u64(*chunkid).u32(*version).finish()
+                Writer::packet(ANTOCS_GET_CHUNK_CHECKSUM_TAB, 12)
+                    .u64(*chunkid)
+                    .u32(*version)
+                    .finish()
             }
         }
     }
@@ -236,11 +300,20 @@ pub fn encode_read(r: &ReadReq) -> Vec<u8> {
     if let Some(p) = r.protocol {
         w = w.u8(p);
     }
-    w.u64(r.chunkid).u32(r.version).u32(r.offset).u32(r.size).finish()
+    w.u64(r.chunkid)
+        .u32(r.version)
+        .u32(r.offset)
+        .u32(r.size)
+        .finish()
 }
 
 /// Encodes a write-chain request for the given (remaining) chain.
-pub fn encode_write(protocol: Option<u8>, chunkid: u64, version: u32, chain: &[(u32, u16)]) -> Vec<u8> {
+pub fn encode_write(
+    protocol: Option<u8>,
+    chunkid: u64,
+    version: u32,
+    chain: &[(u32, u16)],
+) -> Vec<u8> {
     let len = protocol.map_or(0, |_| 1) + 12 + 6 * chain.len();
     let mut w = Writer::packet(CLTOCS_WRITE, len);
     if let Some(p) = protocol {
@@ -254,7 +327,14 @@ pub fn encode_write(protocol: Option<u8>, chunkid: u64, version: u32, chain: &[(
 }
 
 /// Packet header plus the fixed part of a `CLTOCS_WRITE_DATA`; the data follows.
-pub fn write_data_header(chunkid: u64, writeid: u32, blocknum: u16, offset: u16, size: u32, crc: u32) -> [u8; HEADER_LEN + WRITE_DATA_PREFIX] {
+pub fn write_data_header(
+    chunkid: u64,
+    writeid: u32,
+    blocknum: u16,
+    offset: u16,
+    size: u32,
+    crc: u32,
+) -> [u8; HEADER_LEN + WRITE_DATA_PREFIX] {
     let v = Writer::packet(CLTOCS_WRITE_DATA, WRITE_DATA_PREFIX + size as usize)
         .u64(chunkid)
         .u32(writeid)
@@ -270,7 +350,13 @@ pub fn write_data_header(chunkid: u64, writeid: u32, blocknum: u16, offset: u16,
 }
 
 /// Packet header plus the fixed part of a `CSTOCL_READ_DATA`; `size` data bytes follow.
-pub fn read_data_header(chunkid: u64, blocknum: u16, offset: u16, size: u32, crc: u32) -> [u8; HEADER_LEN + READ_DATA_PREFIX] {
+pub fn read_data_header(
+    chunkid: u64,
+    blocknum: u16,
+    offset: u16,
+    size: u32,
+    crc: u32,
+) -> [u8; HEADER_LEN + READ_DATA_PREFIX] {
     let v = Writer::packet(CSTOCL_READ_DATA, READ_DATA_PREFIX + size as usize)
         .u64(chunkid)
         .u16(blocknum)
@@ -285,12 +371,19 @@ pub fn read_data_header(chunkid: u64, blocknum: u16, offset: u16, size: u32, crc
 
 /// `CSTOCL_READ_STATUS chunkid:64 status:8`.
 pub fn read_status(chunkid: u64, status: u8) -> Vec<u8> {
-    Writer::packet(CSTOCL_READ_STATUS, 9).u64(chunkid).u8(status).finish()
+    Writer::packet(CSTOCL_READ_STATUS, 9)
+        .u64(chunkid)
+        .u8(status)
+        .finish()
 }
 
 /// `CSTOCL_WRITE_STATUS chunkid:64 writeid:32 status:8`.
 pub fn write_status(chunkid: u64, writeid: u32, status: u8) -> [u8; 21] {
-    let v = Writer::packet(CSTOCL_WRITE_STATUS, 13).u64(chunkid).u32(writeid).u8(status).finish();
+    let v = Writer::packet(CSTOCL_WRITE_STATUS, 13)
+        .u64(chunkid)
+        .u32(writeid)
+        .u8(status)
+        .finish();
     let mut out = [0u8; 21];
     out.copy_from_slice(&v);
     out
@@ -303,7 +396,11 @@ pub fn version_reply(msgid: Option<u32>) -> Vec<u8> {
     if let Some(m) = msgid {
         w = w.u32(m);
     }
-    w.u16(VERSMAJ).u8(VERSMID).u8(VERSMIN).bytes(VERSSTR.as_bytes()).finish()
+    w.u16(VERSMAJ)
+        .u8(VERSMID)
+        .u8(VERSMIN)
+        .bytes(VERSSTR.as_bytes())
+        .finish()
 }
 
 /// Messages a chunkserver sends on a data connection.
@@ -361,16 +458,27 @@ impl<'a> FromCs<'a> {
             CSTOCL_READ_STATUS => {
                 const M: &str = "CSTOCL_READ_STATUS";
                 if p.len() != 9 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "9" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "9",
+                    });
                 }
                 let mut r = Reader::new(M, p);
-                Ok(FromCs::ReadStatus { chunkid: r.u64()?, status: r.u8()? })
+                Ok(FromCs::ReadStatus {
+                    chunkid: r.u64()?,
+                    status: r.u8()?,
+                })
             }
             CSTOCL_READ_DATA => {
                 const M: &str = "CSTOCL_READ_DATA";
                 let mut r = Reader::new(M, p);
                 if p.len() < READ_DATA_PREFIX {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "20+size" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "20+size",
+                    });
                 }
                 let chunkid = r.u64()?;
                 let blocknum = r.u16()?;
@@ -378,25 +486,52 @@ impl<'a> FromCs<'a> {
                 let size = r.u32()?;
                 let crc = r.u32()?;
                 if r.remaining() as u64 != size as u64 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "20+size" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "20+size",
+                    });
                 }
-                Ok(FromCs::ReadData { chunkid, blocknum, offset, crc, data: r.rest() })
+                Ok(FromCs::ReadData {
+                    chunkid,
+                    blocknum,
+                    offset,
+                    crc,
+                    data: r.rest(),
+                })
             }
             CSTOCL_WRITE_STATUS => {
                 const M: &str = "CSTOCL_WRITE_STATUS";
                 if p.len() != 13 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "13" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "13",
+                    });
                 }
                 let mut r = Reader::new(M, p);
-                Ok(FromCs::WriteStatus { chunkid: r.u64()?, writeid: r.u32()?, status: r.u8()? })
+                Ok(FromCs::WriteStatus {
+                    chunkid: r.u64()?,
+                    writeid: r.u32()?,
+                    status: r.u8()?,
+                })
             }
             CSTOAN_CHUNK_BLOCKS => {
                 const M: &str = "CSTOAN_CHUNK_BLOCKS";
                 if p.len() != 15 {
-                    return Err(DecodeError::BadLength { msg: M, len: p.len(), expected: "15" });
+                    return Err(DecodeError::BadLength {
+                        msg: M,
+                        len: p.len(),
+                        expected: "15",
+                    });
                 }
                 let mut r = Reader::new(M, p);
-                Ok(FromCs::ChunkBlocks { chunkid: r.u64()?, version: r.u32()?, blocks: r.u16()?, status: r.u8()? })
+                Ok(FromCs::ChunkBlocks {
+                    chunkid: r.u64()?,
+                    version: r.u32()?,
+                    blocks: r.u16()?,
+                    status: r.u8()?,
+                })
             }
             t => Err(DecodeError::UnknownType(t)),
         }
@@ -407,13 +542,29 @@ impl<'a> FromCs<'a> {
         match self {
             FromCs::Nop => Writer::packet(ANTOAN_NOP, 0).finish(),
             FromCs::ReadStatus { chunkid, status } => read_status(*chunkid, *status),
-            FromCs::ReadData { chunkid, blocknum, offset, crc, data } => {
-                let mut v = read_data_header(*chunkid, *blocknum, *offset, data.len() as u32, *crc).to_vec();
+            FromCs::ReadData {
+                chunkid,
+                blocknum,
+                offset,
+                crc,
+                data,
+            } => {
+                let mut v = read_data_header(*chunkid, *blocknum, *offset, data.len() as u32, *crc)
+                    .to_vec();
                 v.extend_from_slice(data);
                 v
             }
-            FromCs::WriteStatus { chunkid, writeid, status } => write_status(*chunkid, *writeid, *status).to_vec(),
-            FromCs::ChunkBlocks { chunkid, version, blocks, status } => Writer::packet(CSTOAN_CHUNK_BLOCKS, 15)
+            FromCs::WriteStatus {
+                chunkid,
+                writeid,
+                status,
+            } => write_status(*chunkid, *writeid, *status).to_vec(),
+            FromCs::ChunkBlocks {
+                chunkid,
+                version,
+                blocks,
+                status,
+            } => Writer::packet(CSTOAN_CHUNK_BLOCKS, 15)
                 .u64(*chunkid)
                 .u32(*version)
                 .u16(*blocks)

@@ -44,7 +44,11 @@ impl Header {
         let msg_type = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         if len > max_len {
-            return Err(FrameError::TooLarge { msg_type, len, max: max_len });
+            return Err(FrameError::TooLarge {
+                msg_type,
+                len,
+                max: max_len,
+            });
         }
         Ok(Header { msg_type, len })
     }
@@ -244,10 +248,19 @@ mod tests {
 
     #[test]
     fn header_limits() {
-        let h = Header { msg_type: 200, len: 21 };
+        let h = Header {
+            msg_type: 200,
+            len: 21,
+        };
         assert_eq!(Header::decode(&h.encode(), 100_000).unwrap(), h);
-        let big = Header { msg_type: 200, len: 100_001 };
-        assert!(matches!(Header::decode(&big.encode(), 100_000), Err(FrameError::TooLarge { .. })));
+        let big = Header {
+            msg_type: 200,
+            len: 100_001,
+        };
+        assert!(matches!(
+            Header::decode(&big.encode(), 100_000),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -255,6 +268,13 @@ mod tests {
         let mut r = Reader::new("X", &[1, 2, 3]);
         assert_eq!(r.u16().unwrap(), 0x0102);
         let e = r.u32().unwrap_err();
-        assert_eq!(e, DecodeError::Truncated { msg: "X", offset: 2, needed: 3 });
+        assert_eq!(
+            e,
+            DecodeError::Truncated {
+                msg: "X",
+                offset: 2,
+                needed: 3
+            }
+        );
     }
 }

@@ -61,7 +61,10 @@ mod tests {
         assert!(check_peer_version(0x0300EA).is_ok());
         assert!(check_peer_version(0x0300EB).is_ok());
         let e = check_peer_version(version_hex(3, 0, 116)).unwrap_err();
-        assert_eq!(e.to_string(), "peer speaks MooseFS 3.0.116, Antler only talks to 3.0.117 peers");
+        assert_eq!(
+            e.to_string(),
+            "peer speaks MooseFS 3.0.116, Antler only talks to 3.0.117 peers"
+        );
         assert!(check_peer_version(version_hex(4, 57, 5)).is_err());
     }
 }

@@ -16,8 +16,13 @@ struct Captured {
 }
 
 fn capture_path() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/moosefs/session-goal2.txt");
-    assert!(p.exists(), "capture missing at {} (shared/ must sit beside the repository)", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/moosefs/session-goal2.txt");
+    assert!(
+        p.exists(),
+        "capture missing at {} (shared/ must sit beside the repository)",
+        p.display()
+    );
     p
 }
 
@@ -35,7 +40,11 @@ fn load() -> Vec<Captured> {
             out.last_mut().unwrap().complete = false;
         } else if !line.starts_with('\t') && !line.is_empty() {
             let name = line.rsplit(' ').next().unwrap().to_string();
-            out.push(Captured { name, payload: Vec::new(), complete: true });
+            out.push(Captured {
+                name,
+                payload: Vec::new(),
+                complete: true,
+            });
         }
     }
     out
@@ -77,15 +86,27 @@ fn every_captured_chunkserver_packet_roundtrips() {
         let Some(t) = code(&c.name) else { continue };
         let want = packet(t, &c.payload);
         let got = if c.name.starts_with("CSTOMA") {
-            CsToMaster::decode(t, &c.payload).unwrap_or_else(|e| panic!("{}: {e}", c.name)).encode()
+            CsToMaster::decode(t, &c.payload)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name))
+                .encode()
         } else if c.name.starts_with("MATOCS") {
-            MasterToCs::decode(t, &c.payload).unwrap_or_else(|e| panic!("{}: {e}", c.name)).encode()
+            MasterToCs::decode(t, &c.payload)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name))
+                .encode()
         } else if c.name.starts_with("CLTOCS") {
-            ToCs::decode(t, &c.payload).unwrap_or_else(|e| panic!("{}: {e}", c.name)).encode()
+            ToCs::decode(t, &c.payload)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name))
+                .encode()
         } else {
-            FromCs::decode(t, &c.payload).unwrap_or_else(|e| panic!("{}: {e}", c.name)).encode()
+            FromCs::decode(t, &c.payload)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name))
+                .encode()
         };
-        assert_eq!(got, want, "{} does not re-encode to the captured bytes", c.name);
+        assert_eq!(
+            got, want,
+            "{} does not re-encode to the captured bytes",
+            c.name
+        );
         *checked.entry(c.name).or_default() += 1;
     }
     // The capture holds complete packets of all these kinds; make sure none was skipped.
@@ -103,14 +124,20 @@ fn every_captured_chunkserver_packet_roundtrips() {
         "CSTOCL_WRITE_STATUS",
         "CSTOCL_READ_STATUS",
     ] {
-        assert!(checked.get(name).copied().unwrap_or(0) > 0, "no complete {name} checked: {checked:?}");
+        assert!(
+            checked.get(name).copied().unwrap_or(0) > 0,
+            "no complete {name} checked: {checked:?}"
+        );
     }
 }
 
 #[test]
 fn captured_register_and_ack_fields() {
     let all = load();
-    let reg = all.iter().find(|c| c.name == "CSTOMA_REGISTER" && c.payload.len() == 55).unwrap();
+    let reg = all
+        .iter()
+        .find(|c| c.name == "CSTOMA_REGISTER" && c.payload.len() == 55)
+        .unwrap();
     match CsToMaster::decode(CSTOMA_REGISTER, &reg.payload).unwrap() {
         CsToMaster::RegisterBegin(b) => {
             assert_eq!(b.version, 0x0300EA);
@@ -132,7 +159,10 @@ fn captured_register_and_ack_fields() {
         other => panic!("{other:?}"),
     }
     // The first write piece carries "6:0 hello\n"-style content with the sender's CRC.
-    let wd = all.iter().find(|c| c.name == "CLTOCS_WRITE_DATA" && c.complete).unwrap();
+    let wd = all
+        .iter()
+        .find(|c| c.name == "CLTOCS_WRITE_DATA" && c.complete)
+        .unwrap();
     match ToCs::decode(CLTOCS_WRITE_DATA, &wd.payload).unwrap() {
         ToCs::WriteData(d) => assert_eq!(d.crc, antler_protocol::crc::crc32(d.data)),
         other => panic!("{other:?}"),
