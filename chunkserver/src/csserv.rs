@@ -229,6 +229,17 @@ impl Conn {
         let fail = |s: &mut TcpStream, code: Status| {
             send(s, &data::write_status(chunkid, 0, code)).map(|_| Next::Keep)
         };
+        match w.chain.first() {
+            Some(&(ip, port)) => debug!(
+                "write chain chunk={chunkid:016X} version={} next={}",
+                w.version,
+                net::ip_port(ip, port)
+            ),
+            None => debug!(
+                "write chain chunk={chunkid:016X} version={} next=none",
+                w.version
+            ),
+        }
         let down = match w.chain.first() {
             None => None,
             Some(&(ip, port)) => {

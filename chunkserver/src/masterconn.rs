@@ -304,6 +304,7 @@ fn session(
     let write =
         |s: &mut TcpStream, p: &[u8]| s.write_all(p).map_err(|e| format!("write error: {e}"));
     write(&mut s, &begin(None).encode())?;
+    let mut auth_sent = false;
     let mut timeout = Duration::from_secs(if cfg.master_timeout > 0 {
         cfg.master_timeout as u64
     } else {
@@ -380,6 +381,7 @@ fn session(
                                 &mut s,
                                 &begin(Some(challenge_response(&rnd, code.as_bytes()))).encode(),
                             )?;
+                            auth_sent = true;
                             last_write = Instant::now();
                         }
                         None => {
@@ -402,8 +404,8 @@ fn session(
                 last_write = Instant::now();
             }
             Ok(Ev::Closed(reason)) => {
-                if reason.contains("bad packet") || reason.contains("announces") {
-                    warn!("{reason}");
+                if auth_sent && reg.state == RegState::Unregistered {
+                    error!("master refused our AUTH_CODE (check AUTH_CODE in the chunkserver and master configs)");
                 }
                 return Err(reason);
             }

@@ -450,7 +450,13 @@ impl Store {
                     return Err(status::IO);
                 }
             }
-            inner.crc = Some(chunkfile::decode_crc_table(&tab));
+            let mut crc = chunkfile::decode_crc_table(&tab);
+            // Slots past the last block mean nothing; MooseFS keeps MFSCRCEMPTY there
+            // (new files start with zeros). Normalise so write-backs match its files.
+            for x in &mut crc[inner.blocks as usize..] {
+                *x = EMPTY_BLOCK_CRC;
+            }
+            inner.crc = Some(crc);
         }
         Ok(())
     }
