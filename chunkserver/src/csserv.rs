@@ -193,6 +193,7 @@ impl Conn {
             Ok(s) => s,
             Err(code) => return st(&mut self.s, code),
         };
+        sess.precache(r.offset, r.size);
         let mut pkt = vec![0u8; HEADER_LEN + READ_DATA_PREFIX + BLOCK_SIZE];
         let (mut offset, mut left) = (r.offset, r.size);
         while left > 0 {
@@ -210,7 +211,15 @@ impl Conn {
                         bsize,
                         crc,
                     ));
-                    self.s.write_all(&pkt[..data_at + bsize as usize])?;
+                    let end = data_at + bsize as usize;
+                    if left == bsize {
+                        // Last piece: send the final status in the same write.
+                        drop(sess);
+                        pkt.truncate(end);
+                        pkt.extend_from_slice(&data::read_status(r.chunkid, status::OK));
+                        return self.s.write_all(&pkt).map(|_| Next::Keep);
+                    }
+                    self.s.write_all(&pkt[..end])?;
                 }
                 Err(code) => {
                     drop(sess);

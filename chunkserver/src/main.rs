@@ -42,17 +42,25 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match run(args) {
+    // When daemonised, the notifier relays the daemon's stderr to the terminal that ran
+    // `start`; keep it alive until a start-up error has been printed.
+    let mut notifier = None;
+    let code = match run(args, &mut notifier) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
             eprintln!("{NAME}: {e:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    drop(notifier);
+    code
 }
 
-fn run(args: daemon::DaemonArgs) -> anyhow::Result<()> {
+fn run(
+    args: daemon::DaemonArgs,
+    notifier: &mut Option<daemon::StartupNotifier>,
+) -> anyhow::Result<()> {
     let file = match CfgFile::load(&args.cfg_path) {
         Ok(f) => f,
         Err(e) if e.is_not_found() => {
@@ -84,11 +92,9 @@ fn run(args: daemon::DaemonArgs) -> anyhow::Result<()> {
     }
     logging::init(&cfg.syslog_ident, args.foreground, false);
     file.warn_unknown(KNOWN_KEYS);
-    let notifier = if args.foreground {
-        None
-    } else {
-        Some(daemon::daemonize_deferred()?)
-    };
+    if !args.foreground {
+        *notifier = Some(daemon::daemonize_deferred()?);
+    }
     let signals = Signals::install()?;
     let lock = LockFile::acquire(&cfg.data_path, NAME)?;
     daemon::drop_privileges(&cfg.working_user, &cfg.working_group)?;
@@ -127,6 +133,15 @@ fn run(args: daemon::DaemonArgs) -> anyhow::Result<()> {
             .name("csserv".into())
             .spawn(move || csserv::serve(listener, store))?;
     }
+    {
+        let store = Arc::clone(&store);
+        std::thread::Builder::new()
+            .name("hdd-close".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                store.close_idle(Duration::from_secs(2));
+            })?;
+    }
     if cfg.hdd_test_freq > 0 {
         let store = Arc::clone(&store);
         let every = Duration::from_secs(cfg.hdd_test_freq as u64);
@@ -134,7 +149,7 @@ fn run(args: daemon::DaemonArgs) -> anyhow::Result<()> {
             .name("hdd-test".into())
             .spawn(move || chunk_tester(store, every))?;
     }
-    if let Some(n) = notifier {
+    if let Some(n) = notifier.take() {
         n.ready();
     }
     let shutdown = signals.shutdown_flag();

@@ -249,7 +249,7 @@ fn socket2_connect(bind: SocketAddrV4, addr: SocketAddrV4) -> std::io::Result<Tc
 fn session(
     cfg: &CsConfig,
     store: &Arc<Store>,
-    mut s: TcpStream,
+    s: TcpStream,
     my_ip: Ipv4Addr,
     my_port: u16,
     ident: &mut Identity,
@@ -301,9 +301,11 @@ fn session(
             space: store.space(),
         })
     };
-    let write =
-        |s: &mut TcpStream, p: &[u8]| s.write_all(p).map_err(|e| format!("write error: {e}"));
-    write(&mut s, &begin(None).encode())?;
+    let mut out = Out {
+        s,
+        last: Instant::now(),
+    };
+    out.send(&begin(None).encode())?;
     let mut auth_sent = false;
     let mut timeout = Duration::from_secs(if cfg.master_timeout > 0 {
         cfg.master_timeout as u64
@@ -311,14 +313,13 @@ fn session(
         10
     });
     let mut last_read = Instant::now();
-    let mut last_write = Instant::now();
     let mut last_reports = Instant::now();
     let mut last_load = Instant::now();
     let end = loop {
         if shutdown.load(Ordering::Relaxed) {
             if reg.state == RegState::Registered {
                 info!("sending unregister command");
-                let _ = write(&mut s, &CsToMaster::RegisterDisconnect.encode());
+                let _ = out.send(&CsToMaster::RegisterDisconnect.encode());
             }
             break End::Shutdown;
         }
@@ -349,7 +350,7 @@ fn session(
                         let mut fatal = false;
                         for act in reg.on_ack(a, *ident, disks_metaid) {
                             match act {
-                                RegAction::Send(m) => write(&mut s, &m.encode())?,
+                                RegAction::Send(m) => out.send(&m.encode())?,
                                 RegAction::Remember(id) => {
                                     *ident = id;
                                     if let Err(e) = ids::save_identity(&cfg.data_path, id) {
@@ -373,16 +374,13 @@ fn session(
                         if reg.state == RegState::Registered {
                             info!(chunks = store.len(), "registered with master");
                         }
-                        last_write = Instant::now();
                     }
                     MasterToCs::AuthChallenge(rnd) => match &cfg.auth_code {
                         Some(code) => {
-                            write(
-                                &mut s,
+                            out.send(
                                 &begin(Some(challenge_response(&rnd, code.as_bytes()))).encode(),
                             )?;
                             auth_sent = true;
-                            last_write = Instant::now();
                         }
                         None => {
                             error!("master needs authorization, but AUTH_CODE is not set");
@@ -400,8 +398,7 @@ fn session(
                 }
             }
             Ok(Ev::Reply(p)) => {
-                write(&mut s, &p)?;
-                last_write = Instant::now();
+                out.send(&p)?;
             }
             Ok(Ev::Closed(reason)) => {
                 if auth_sent && reg.state == RegState::Unregistered {
@@ -424,25 +421,23 @@ fn session(
                 last_reports = Instant::now();
                 let r = store.take_reports();
                 for _ in 0..r.errors {
-                    write(&mut s, &CsToMaster::ErrorOccurred.encode())?;
+                    out.send(&CsToMaster::ErrorOccurred.encode())?;
                 }
                 if !r.damaged.is_empty() {
                     warn!(chunks = ?r.damaged, "reporting damaged chunks to master");
-                    write(&mut s, &CsToMaster::ChunkDamaged(r.damaged).encode())?;
+                    out.send(&CsToMaster::ChunkDamaged(r.damaged).encode())?;
                 }
                 if !r.lost.is_empty() {
                     warn!(chunks = ?r.lost, "reporting lost chunks to master");
-                    write(&mut s, &CsToMaster::ChunkLost(r.lost).encode())?;
+                    out.send(&CsToMaster::ChunkLost(r.lost).encode())?;
                 }
                 if store.take_space_changed() {
-                    write(&mut s, &CsToMaster::Space(store.space()).encode())?;
+                    out.send(&CsToMaster::Space(store.space()).encode())?;
                 }
-                last_write = Instant::now();
             }
             if last_load.elapsed() >= Duration::from_secs(60) {
                 last_load = Instant::now();
-                write(
-                    &mut s,
+                out.send(
                     &CsToMaster::CurrentLoad {
                         load: 0,
                         hlstatus: 1,
@@ -451,13 +446,29 @@ fn session(
                 )?;
             }
         }
-        if last_write.elapsed() > timeout / 3 {
-            write(&mut s, &CsToMaster::Nop.encode())?;
-            last_write = Instant::now();
+        if out.last.elapsed() > timeout / 3 {
+            out.send(&CsToMaster::Nop.encode())?;
         }
     };
-    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = out.s.shutdown(std::net::Shutdown::Both);
     Ok(end)
+}
+
+/// The write side of the master connection; remembers when it last sent anything, so
+/// keep-alive NOPs go out only when the link has been quiet for timeout/3.
+struct Out {
+    s: TcpStream,
+    last: Instant,
+}
+
+impl Out {
+    fn send(&mut self, p: &[u8]) -> Result<(), String> {
+        self.s
+            .write_all(p)
+            .map_err(|e| format!("write error: {e}"))?;
+        self.last = Instant::now();
+        Ok(())
+    }
 }
 
 /// Runs one order on its own thread and sends the answer back through `tx`.

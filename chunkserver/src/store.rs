@@ -21,6 +21,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// A MooseFS status code (`status::OK` or an `MFS_ERROR_*`).
@@ -116,6 +117,7 @@ struct Inner {
     crc_dirty: bool,
     damaged: bool,
     gone: bool,
+    last_used: Option<Instant>,
 }
 
 /// One chunk copy.
@@ -258,6 +260,7 @@ impl Store {
                         crc_dirty: false,
                         damaged: false,
                         gone: false,
+                        last_used: None,
                     };
                     let mut map = self.chunks.write().unwrap();
                     if let Some(old) = map.get(&id) {
@@ -461,8 +464,17 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the CRC table back if it changed, optionally fsyncs, and closes the file.
+    /// Writes the CRC table back if it changed (optionally fsyncing) and closes the file.
     fn close(&self, c: &Chunk, inner: &mut Inner) -> Result<(), Status> {
+        let result = self.flush(c, inner);
+        inner.file = None;
+        inner.crc = None;
+        inner.last_used = None;
+        result
+    }
+
+    /// Writes the CRC table back if it changed, optionally fsyncs; the file stays open.
+    fn flush(&self, c: &Chunk, inner: &mut Inner) -> Result<(), Status> {
         let mut result = Ok(());
         if inner.crc_dirty {
             if let (Some(f), Some(crc)) = (&inner.file, &inner.crc) {
@@ -484,12 +496,28 @@ impl Store {
             }
             inner.crc_dirty = false;
         }
-        inner.file = None;
-        inner.crc = None;
         if result.is_err() {
             self.report_damaged(c.id, inner);
         }
         result
+    }
+
+    /// Closes the files of chunks unused for `idle` (writing back their CRC tables).
+    /// Open files and CRC tables are kept between requests so that small random reads do
+    /// not reopen the file and reload the table each time.
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let chunks: Vec<Arc<Chunk>> = self.chunks.read().unwrap().values().cloned().collect();
+        let mut closed = 0;
+        for c in chunks {
+            let Ok(mut i) = c.inner.try_lock() else {
+                continue;
+            };
+            if i.file.is_some() && i.last_used.is_none_or(|t| t.elapsed() >= idle) {
+                let _ = self.close(&c, &mut i);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     fn check_version(inner: &Inner, version: u32) -> Result<(), Status> {
@@ -549,6 +577,7 @@ impl Store {
             crc_dirty: false,
             damaged: false,
             gone: false,
+            last_used: None,
         };
         let mut map = self.chunks.write().unwrap();
         if map.contains_key(&id) {
@@ -829,6 +858,7 @@ impl Session {
         let mut i = self.chunk.inner.lock().unwrap();
         Store::check_version(&i, self.version)?;
         self.store.open(&self.chunk, &mut i)?;
+        i.last_used = Some(Instant::now());
         f(&self.store, &self.chunk, &mut i)
     }
 
@@ -970,6 +1000,25 @@ impl Session {
         })
     }
 
+    /// Tells the kernel the byte range `offset..offset+size` of the chunk's data will be
+    /// read soon (POSIX_FADV_WILLNEED), so a long read streams from disk.
+    pub fn precache(&self, offset: u32, size: u32) {
+        use std::os::fd::AsRawFd;
+        let i = self.chunk.inner.lock().unwrap();
+        if let Some(f) = &i.file {
+            let start = i.layout.block_offset(0) + offset as u64;
+            // SAFETY: plain advisory call on a descriptor we own; no memory is passed.
+            unsafe {
+                libc::posix_fadvise(
+                    f.as_raw_fd(),
+                    start as libc::off_t,
+                    size as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                );
+            }
+        }
+    }
+
     /// Number of blocks the chunk has now.
     pub fn blocks(&self) -> u16 {
         self.chunk.inner.lock().unwrap().blocks
@@ -981,15 +1030,19 @@ impl Session {
         if i.gone {
             return Ok(());
         }
-        self.store.close(&self.chunk, &mut i)
+        i.last_used = Some(Instant::now());
+        self.store.flush(&self.chunk, &mut i)
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if let Ok(mut i) = self.chunk.inner.lock() {
-            if !i.gone && (i.crc_dirty || i.file.is_some()) {
-                let _ = self.store.close(&self.chunk, &mut i);
+            if !i.gone {
+                i.last_used = Some(Instant::now());
+                if i.crc_dirty {
+                    let _ = self.store.flush(&self.chunk, &mut i);
+                }
             }
         }
     }

@@ -529,3 +529,67 @@ fn malformed_master_packet_makes_the_chunkserver_reconnect() {
         "log:\n{text}"
     );
 }
+
+#[test]
+fn chunkservers_reconnect_when_the_master_restarts() {
+    let _lock = cluster_lock();
+    let mut c = Cluster::start_real_master();
+    for _ in 0..2 {
+        c.add_chunkserver(CsKind::Antler);
+    }
+    c.wait_chunkservers(2, Duration::from_secs(60));
+    let mnt = c.mount();
+    let d = goal_dir(&c, &mnt, "g2", 2);
+    let data = pattern_bytes(21, 5_000_000);
+    write_file_synced(&d.join("before"), &data);
+    c.wait_copies(&d.join("before"), 2, LONG);
+
+    c.umount();
+    c.stop_master();
+    c.start_master();
+    // Both chunkservers find the restarted master by themselves and report their chunks.
+    c.wait_chunkservers(2, Duration::from_secs(120));
+    let mnt = c.mount();
+    let d = mnt.join("g2");
+    let chunks = c.wait_copies(&d.join("before"), 2, LONG);
+    assert_eq!(chunks.len(), 1);
+    c.drop_caches();
+    assert_file_eq(&d.join("before"), &data);
+    let more = pattern_bytes(22, 3_000_000);
+    write_file_synced(&d.join("after"), &more);
+    c.drop_caches();
+    assert_file_eq(&d.join("after"), &more);
+    for i in 0..2 {
+        assert!(
+            c.chunkserver_log(i)
+                .matches("registered with master")
+                .count()
+                >= 2,
+            "cs{i} did not register twice"
+        );
+    }
+    c.assert_alive();
+}
+
+/// Regression: an idle, registered chunkserver must keep the link alive with NOPs; the
+/// master drops a chunkserver it has not heard from within its timeout (10 s).
+#[test]
+fn idle_chunkserver_stays_registered() {
+    let _lock = cluster_lock();
+    let mut c = Cluster::start_real_master();
+    let cs = c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkservers(1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(25));
+    let mlog = c.master_log();
+    assert!(
+        !mlog.contains("timed out"),
+        "master timed the chunkserver out:\n{mlog}"
+    );
+    let log = c.chunkserver_log(cs);
+    assert_eq!(
+        log.matches("registered with master").count(),
+        1,
+        "chunkserver re-registered:\n{log}"
+    );
+    c.assert_alive();
+}
