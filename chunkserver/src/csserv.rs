@@ -194,40 +194,71 @@ impl Conn {
             Err(code) => return st(&mut self.s, code),
         };
         sess.precache(r.offset, r.size);
-        let mut pkt = vec![0u8; HEADER_LEN + READ_DATA_PREFIX + BLOCK_SIZE];
+        const RUN: usize = 16;
+        let slot = HEADER_LEN + READ_DATA_PREFIX + BLOCK_SIZE;
+        let mut pkt = vec![0u8; RUN * slot + HEADER_LEN + 9];
         let (mut offset, mut left) = (r.offset, r.size);
         while left > 0 {
             let blocknum = (offset / BLOCK_SIZE as u32) as u16;
             let boff = offset % BLOCK_SIZE as u32;
-            let bsize = left.min(BLOCK_SIZE as u32 - boff);
-            let data_at = HEADER_LEN + READ_DATA_PREFIX;
-            let out = &mut pkt[data_at..data_at + bsize as usize];
-            match sess.read(blocknum, boff, out, &mut self.scratch) {
-                Ok(crc) => {
-                    pkt[..data_at].copy_from_slice(&data::read_data_header(
-                        r.chunkid,
-                        blocknum,
-                        boff as u16,
-                        bsize,
-                        crc,
-                    ));
-                    let end = data_at + bsize as usize;
-                    if left == bsize {
-                        // Last piece: send the final status in the same write.
-                        drop(sess);
-                        pkt.truncate(end);
-                        pkt.extend_from_slice(&data::read_status(r.chunkid, status::OK));
-                        return self.s.write_all(&pkt).map(|_| Next::Keep);
+            let prefix = HEADER_LEN + READ_DATA_PREFIX;
+            let mut end;
+            if boff == 0 && left >= BLOCK_SIZE as u32 {
+                // Whole blocks: one preadv for up to RUN blocks, one write for all packets.
+                let n = ((left / BLOCK_SIZE as u32) as usize).min(RUN) as u16;
+                match sess.read_blocks(blocknum, n, &mut pkt, prefix, slot) {
+                    Ok(crcs) => {
+                        for (k, crc) in crcs.iter().enumerate() {
+                            let h = data::read_data_header(
+                                r.chunkid,
+                                blocknum + k as u16,
+                                0,
+                                BLOCK_SIZE as u32,
+                                *crc,
+                            );
+                            pkt[k * slot..k * slot + prefix].copy_from_slice(&h);
+                        }
+                        end = n as usize * slot;
+                        let bytes = n as u32 * BLOCK_SIZE as u32;
+                        offset += bytes;
+                        left -= bytes;
                     }
-                    self.s.write_all(&pkt[..end])?;
+                    Err(code) => {
+                        drop(sess);
+                        return st(&mut self.s, code);
+                    }
                 }
-                Err(code) => {
-                    drop(sess);
-                    return st(&mut self.s, code);
+            } else {
+                let bsize = left.min(BLOCK_SIZE as u32 - boff);
+                let out = &mut pkt[prefix..prefix + bsize as usize];
+                match sess.read(blocknum, boff, out, &mut self.scratch) {
+                    Ok(crc) => {
+                        pkt[..prefix].copy_from_slice(&data::read_data_header(
+                            r.chunkid,
+                            blocknum,
+                            boff as u16,
+                            bsize,
+                            crc,
+                        ));
+                        end = prefix + bsize as usize;
+                        offset += bsize;
+                        left -= bsize;
+                    }
+                    Err(code) => {
+                        drop(sess);
+                        return st(&mut self.s, code);
+                    }
                 }
             }
-            offset += bsize;
-            left -= bsize;
+            if left == 0 {
+                // Last piece: the final status goes in the same write.
+                let status = data::read_status(r.chunkid, status::OK);
+                pkt[end..end + status.len()].copy_from_slice(&status);
+                end += status.len();
+                drop(sess);
+                return self.s.write_all(&pkt[..end]).map(|_| Next::Keep);
+            }
+            self.s.write_all(&pkt[..end])?;
         }
         drop(sess);
         st(&mut self.s, status::OK)

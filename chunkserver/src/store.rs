@@ -1000,6 +1000,73 @@ impl Session {
         })
     }
 
+    /// Reads `n` whole blocks starting at `first` with one `preadv`, each into
+    /// `buf[at + k*stride .. at + k*stride + 64 KiB]`, checks every block's CRC and returns
+    /// the CRCs. Blocks past the end of the chunk read as zeros.
+    pub fn read_blocks(
+        &self,
+        first: u16,
+        n: u16,
+        buf: &mut [u8],
+        at: usize,
+        stride: usize,
+    ) -> Result<Vec<u32>, Status> {
+        use std::os::fd::AsRawFd;
+        if first as usize + n as usize > BLOCKS_IN_CHUNK {
+            return Err(status::BNUMTOOBIG);
+        }
+        assert!(
+            at + (n as usize).saturating_sub(1) * stride + BLOCK_SIZE <= buf.len(),
+            "buffer too small"
+        );
+        self.with(|store, c, i| {
+            let present = n.min(i.blocks.saturating_sub(first));
+            if present > 0 {
+                let base = buf.as_mut_ptr();
+                let iov: Vec<libc::iovec> = (0..present as usize)
+                    .map(|k| libc::iovec {
+                        // SAFETY: the assertion above keeps every slot inside `buf`.
+                        iov_base: unsafe { base.add(at + k * stride) } as *mut libc::c_void,
+                        iov_len: BLOCK_SIZE,
+                    })
+                    .collect();
+                let f = i.file.as_ref().expect("opened");
+                let want = present as usize * BLOCK_SIZE;
+                let off = i.layout.block_offset(first);
+                // SAFETY: the iovecs point at disjoint, writable slots of `buf`, which
+                // outlives the call.
+                let r = unsafe { libc::preadv(f.as_raw_fd(), iov.as_ptr(), iov.len() as i32, off as libc::off_t) };
+                if r < 0 || r as usize != want {
+                    let e = if r < 0 { io::Error::last_os_error().to_string() } else { format!("short read {r}/{want}") };
+                    let path = store.disks[i.disk].chunk_path(i.subdir, c.id, i.version);
+                    warn!(file = %path.display(), block = first, "read error: {e}");
+                    store.report_damaged(c.id, i);
+                    return Err(status::IO);
+                }
+            }
+            let crcs = i.crc.as_ref().expect("opened");
+            let mut out = Vec::with_capacity(n as usize);
+            for k in 0..n as usize {
+                let slot = &mut buf[at + k * stride..at + k * stride + BLOCK_SIZE];
+                if k >= present as usize {
+                    slot.fill(0);
+                    out.push(EMPTY_BLOCK_CRC);
+                    continue;
+                }
+                let got = crc32(slot);
+                let want = crcs[first as usize + k];
+                if got != want {
+                    let path = store.disks[i.disk].chunk_path(i.subdir, c.id, i.version);
+                    warn!(file = %path.display(), block = first as usize + k, "crc error (data crc: {got:08X}; check crc: {want:08X})");
+                    store.report_damaged(c.id, i);
+                    return Err(status::CRC);
+                }
+                out.push(got);
+            }
+            Ok(out)
+        })
+    }
+
     /// Tells the kernel the byte range `offset..offset+size` of the chunk's data will be
     /// read soon (POSIX_FADV_WILLNEED), so a long read streams from disk.
     pub fn precache(&self, offset: u32, size: u32) {

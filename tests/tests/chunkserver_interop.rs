@@ -593,3 +593,48 @@ fn idle_chunkserver_stays_registered() {
     );
     c.assert_alive();
 }
+
+/// Disks remember the metadata id of their file system instance (`.metaid`); a
+/// chunkserver must refuse to serve a master of another instance, as real ones do.
+#[test]
+fn master_of_another_instance_is_refused() {
+    let _lock = cluster_lock();
+    let mut a = Cluster::start_real_master();
+    let cs = a.add_chunkserver(CsKind::Antler);
+    a.wait_chunkservers(1, Duration::from_secs(60));
+    let hdd = a.chunkserver_hdd(cs);
+    let mnt = a.mount();
+    write_file_synced(&mnt.join("f"), &pattern_bytes(1, 100_000));
+    a.umount();
+    a.stop_chunkserver(cs);
+    let metaid = fs::read(hdd.join(".metaid")).unwrap();
+    assert_eq!(metaid.len(), 8, ".metaid holds the 8-byte metadata id");
+
+    // A fresh master has a new metadata id. Start our chunkserver on A's disk while B's
+    // master is down, then bring B up.
+    let mut b = Cluster::start_real_master();
+    b.stop_master();
+    let other = b.add_chunkserver_with_hdd(CsKind::Antler, &hdd);
+    b.start_master();
+    wait_for("chunkserver to stop", LONG, || {
+        (!b.chunkserver_running(other)).then_some(())
+    });
+    let log = b.chunkserver_log(other);
+    assert!(
+        log.contains("belongs to another MooseFS instance"),
+        "log:\n{log}"
+    );
+    assert!(
+        !b.chunkservers().iter().any(|i| i.connected),
+        "master B accepted the chunkserver"
+    );
+    assert_eq!(
+        fs::read(hdd.join(".metaid")).unwrap(),
+        metaid,
+        ".metaid was overwritten"
+    );
+    assert!(
+        !a.chunk_files(cs).is_empty(),
+        "chunk files of instance A vanished"
+    );
+}

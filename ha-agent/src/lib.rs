@@ -1,0 +1,7 @@
+//! `ha-agent`: a keepalived-like VRRP agent (work in progress).
+//!
+//! - [`packet`]: VRRP v2/v3 advert codec and gratuitous ARP frames (pure).
+//! - [`fsm`]: the per-instance VRRP state machine (pure, time injected).
+
+pub mod fsm;
+pub mod packet;
