@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Instance state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Not started yet.
     Init,
@@ -24,6 +24,12 @@ pub enum State {
     Fault,
     /// Shut down.
     Stopped,
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 impl State {
@@ -135,6 +141,13 @@ pub enum Event {
     Maintenance(bool),
     /// Operator switchover: hand MASTER to the peer.
     Switchover,
+    /// An ha-agent backup announced itself (see [`crate::hello`]).
+    PeerHello {
+        /// Its address.
+        src: Ipv4Addr,
+        /// Its priority.
+        priority: u8,
+    },
 }
 
 /// Outputs the shell must carry out, in order.
@@ -379,6 +392,15 @@ impl Instance {
                 if on && self.state == State::Master {
                     out.push(Action::SendAdvert { priority: 0 });
                     self.go(State::Backup, Reason::Maintenance, now, &mut out);
+                }
+            }
+            Event::PeerHello { src, priority } => {
+                if src != self.params.local_addr {
+                    self.peer = Some(Peer {
+                        addr: src,
+                        priority,
+                        at: now,
+                    });
                 }
             }
             Event::Switchover => {
@@ -710,9 +732,14 @@ mod tests {
             Err(SwitchoverRefused::NoPeer(ms(4000)))
         );
         assert!(i.handle(Event::Switchover, ms(3600)).is_empty());
-        // The backup peer is heard (it sends nothing as backup in VRRP; a lower-priority
-        // advert happens during a heal or from a peer that just preempted).
-        i.handle(adv(Version::V2, 100, 100), ms(3700));
+        // The backup peer announces itself with a hello (VRRP backups send no adverts).
+        i.handle(
+            Event::PeerHello {
+                src: PEER,
+                priority: 100,
+            },
+            ms(3700),
+        );
         let a = i.handle(Event::Switchover, ms(3800));
         assert_eq!(a[0], Action::SendAdvert { priority: 0 });
         assert_eq!(states(&a), vec![(State::Master, State::Backup)]);

@@ -1,0 +1,546 @@
+//! `ha-agent.toml`: keepalived's settings under keepalived's names, as strict TOML.
+//!
+//! Unknown keys are errors. Every error names the file, the line and the key.
+
+use crate::packet::Version;
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Line (1-based).
+        line: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value that parses but is not acceptable.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Line (1-based; 0 when the key is absent).
+        line: usize,
+        /// Key (with its table, e.g. `vrrp_instance.VI_MFS.priority`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[global]`.
+    pub global: Global,
+    /// `[smtp]`: email on every role change (optional).
+    pub smtp: Option<Smtp>,
+    /// `[[vrrp_script]]`: health checks.
+    #[serde(default)]
+    pub vrrp_script: Vec<Script>,
+    /// `[[vrrp_instance]]`.
+    pub vrrp_instance: Vec<InstanceCfg>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    /// Name of this node in logs and emails.
+    pub router_id: String,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// `host:port` of the relay.
+    pub server: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Use STARTTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// AUTH user.
+    pub user: Option<String>,
+    /// File holding the AUTH password (must be mode 0600 or stricter).
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[[vrrp_script]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// Name referenced by `track_script`.
+    pub name: String,
+    /// Command line, run with `sh -c`.
+    pub script: String,
+    /// Seconds between runs.
+    #[serde(default = "default_interval")]
+    pub interval: f64,
+    /// Seconds before a run counts as failed.
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+    /// Failures in a row before the tracker counts as failed.
+    #[serde(default = "one")]
+    pub fall: u32,
+    /// Successes in a row before it counts as healthy again.
+    #[serde(default = "one")]
+    pub rise: u32,
+    /// Priority change while failed (negative) or while healthy (positive); 0 = FAULT.
+    #[serde(default)]
+    pub weight: i32,
+}
+
+fn default_interval() -> f64 {
+    1.0
+}
+fn default_timeout() -> f64 {
+    2.0
+}
+fn one() -> u32 {
+    1
+}
+fn default_advert_int() -> f64 {
+    1.0
+}
+fn default_version() -> u8 {
+    2
+}
+fn default_state() -> String {
+    "BACKUP".into()
+}
+fn default_garp_repeat() -> u32 {
+    5
+}
+
+/// `[[vrrp_instance]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceCfg {
+    /// Instance name.
+    pub name: String,
+    /// Interface the VIPs and adverts use.
+    pub interface: String,
+    /// VRID, 1..255.
+    pub virtual_router_id: u8,
+    /// 1..255 (255 = address owner).
+    pub priority: u8,
+    /// Seconds; v3 allows 0.01 s steps, v2 whole seconds.
+    #[serde(default = "default_advert_int")]
+    pub advert_int: f64,
+    /// 2 or 3.
+    #[serde(default = "default_version")]
+    pub version: u8,
+    /// Initial state hint: MASTER or BACKUP (as in keepalived, only 255 starts as MASTER).
+    #[serde(default = "default_state")]
+    pub state: String,
+    /// Do not take MASTER from a lower-priority master.
+    #[serde(default)]
+    pub nopreempt: bool,
+    /// Seconds to wait before preempting.
+    #[serde(default)]
+    pub preempt_delay: f64,
+    /// v2 PASS authentication (up to 8 characters).
+    pub auth_pass: Option<String>,
+    /// VIPs as `a.b.c.d/len`.
+    pub virtual_ipaddress: Vec<String>,
+    /// Unicast peers instead of multicast.
+    #[serde(default)]
+    pub unicast_peer: Vec<Ipv4Addr>,
+    /// Names of `[[vrrp_script]]` entries.
+    #[serde(default)]
+    pub track_script: Vec<String>,
+    /// Interfaces whose link-down means FAULT.
+    #[serde(default)]
+    pub track_interface: Vec<String>,
+    /// Hook run on becoming MASTER.
+    pub notify_master: Option<String>,
+    /// Hook run on becoming BACKUP.
+    pub notify_backup: Option<String>,
+    /// Hook run on becoming FAULT.
+    pub notify_fault: Option<String>,
+    /// Hook run on stop.
+    pub notify_stop: Option<String>,
+    /// Hook run on every change with `INSTANCE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+    /// Gratuitous ARPs per burst.
+    #[serde(default = "default_garp_repeat")]
+    pub garp_repeat: u32,
+    /// Seconds between the ARPs of a burst.
+    #[serde(default)]
+    pub garp_interval: f64,
+    /// Seconds between repeated bursts while MASTER (0 = off).
+    #[serde(default)]
+    pub garp_refresh: f64,
+}
+
+/// A VIP with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vip {
+    /// Address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Parses `a.b.c.d/len` (len defaults to 32).
+pub fn parse_vip(s: &str) -> Result<Vip, String> {
+    let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| format!("'{s}': bad prefix length"))?;
+    Ok(Vip { addr, prefix })
+}
+
+/// Line (1-based) of the first line in `text` at or after `from_line` that assigns `key`.
+fn line_of(text: &str, key: &str, from_line: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .find(|(_, l)| l.trim_start().split(['=', ' ']).next() == Some(key))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(0)
+}
+
+/// Line of the `[[table]]` header holding `name = "<name>"`.
+fn table_line(text: &str, table: &str, name: &str) -> usize {
+    let header = format!("[[{table}]]");
+    let mut current = 0;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t == header {
+            current = i + 1;
+        } else if current > 0 && t.starts_with("name") && t.contains(&format!("\"{name}\"")) {
+            return current;
+        }
+    }
+    0
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text`; `path` names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Parse {
+                path: path.into(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        cfg.validate(path, text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        for s in &self.vrrp_script {
+            let at = table_line(text, "vrrp_script", &s.name);
+            let bad = |key: &str, message: String| ConfigError::Invalid {
+                path: path.into(),
+                line: line_of(text, key, at),
+                key: format!("vrrp_script.{}.{key}", s.name),
+                message,
+            };
+            if !(s.interval > 0.0) {
+                return Err(bad("interval", "must be > 0".into()));
+            }
+            if !(s.timeout > 0.0) {
+                return Err(bad("timeout", "must be > 0".into()));
+            }
+            if s.fall == 0 || s.rise == 0 {
+                return Err(bad(
+                    if s.fall == 0 { "fall" } else { "rise" },
+                    "must be at least 1".into(),
+                ));
+            }
+            if !(-254..=254).contains(&s.weight) {
+                return Err(bad("weight", "must be within -254..254".into()));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for i in &self.vrrp_instance {
+            let at = table_line(text, "vrrp_instance", &i.name);
+            let bad = |key: &str, message: String| ConfigError::Invalid {
+                path: path.into(),
+                line: line_of(text, key, at),
+                key: format!("vrrp_instance.{}.{key}", i.name),
+                message,
+            };
+            if !seen.insert((i.interface.clone(), i.virtual_router_id)) {
+                return Err(bad(
+                    "virtual_router_id",
+                    "used twice on this interface".into(),
+                ));
+            }
+            if i.virtual_router_id == 0 {
+                return Err(bad("virtual_router_id", "must be 1..255".into()));
+            }
+            if i.priority == 0 {
+                return Err(bad(
+                    "priority",
+                    "must be 1..255 (0 is reserved for a leaving master)".into(),
+                ));
+            }
+            match i.version {
+                2 => {
+                    if i.advert_int < 1.0 || i.advert_int > 255.0 || i.advert_int.fract() != 0.0 {
+                        return Err(bad(
+                            "advert_int",
+                            "VRRPv2 takes whole seconds 1..255".into(),
+                        ));
+                    }
+                }
+                3 => {
+                    let cs = (i.advert_int * 100.0).round();
+                    if !(1.0..=4095.0).contains(&cs) || (cs - i.advert_int * 100.0).abs() > 1e-6 {
+                        return Err(bad(
+                            "advert_int",
+                            "VRRPv3 takes 0.01..40.95 s in 0.01 s steps".into(),
+                        ));
+                    }
+                    if i.auth_pass.is_some() {
+                        return Err(bad("auth_pass", "VRRPv3 has no authentication".into()));
+                    }
+                }
+                v => return Err(bad("version", format!("{v}: must be 2 or 3"))),
+            }
+            if let Some(p) = &i.auth_pass {
+                if p.is_empty() || p.len() > 8 {
+                    return Err(bad("auth_pass", "must be 1..8 characters".into()));
+                }
+            }
+            match i.state.as_str() {
+                "MASTER" | "BACKUP" => {}
+                s => return Err(bad("state", format!("'{s}': must be MASTER or BACKUP"))),
+            }
+            if i.virtual_ipaddress.is_empty() {
+                return Err(bad(
+                    "virtual_ipaddress",
+                    "at least one address is needed".into(),
+                ));
+            }
+            for v in &i.virtual_ipaddress {
+                parse_vip(v).map_err(|m| bad("virtual_ipaddress", m))?;
+            }
+            for t in &i.track_script {
+                if !self.vrrp_script.iter().any(|s| &s.name == t) {
+                    return Err(bad(
+                        "track_script",
+                        format!("no [[vrrp_script]] named '{t}'"),
+                    ));
+                }
+            }
+            if i.preempt_delay < 0.0 || i.preempt_delay > 1000.0 {
+                return Err(bad("preempt_delay", "must be 0..1000 seconds".into()));
+            }
+        }
+        if let Some(s) = &self.smtp {
+            let at = line_of(text, "[smtp]", 0);
+            if s.to.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    line: line_of(text, "to", at),
+                    key: "smtp.to".into(),
+                    message: "at least one recipient".into(),
+                });
+            }
+            if s.user.is_some() != s.password_file.is_some() {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    line: at,
+                    key: "smtp.user".into(),
+                    message: "user and password_file go together".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl InstanceCfg {
+    /// The protocol version.
+    pub fn vrrp_version(&self) -> Version {
+        if self.version == 3 {
+            Version::V3
+        } else {
+            Version::V2
+        }
+    }
+
+    /// Advertisement interval in centiseconds.
+    pub fn advert_int_cs(&self) -> u16 {
+        (self.advert_int * 100.0).round() as u16
+    }
+
+    /// The VIPs (validated at load).
+    pub fn vips(&self) -> Vec<Vip> {
+        self.virtual_ipaddress
+            .iter()
+            .filter_map(|v| parse_vip(v).ok())
+            .collect()
+    }
+
+    /// The v2 password padded to 8 bytes.
+    pub fn auth_bytes(&self) -> Option<[u8; 8]> {
+        self.auth_pass.as_ref().map(|p| {
+            let mut b = [0u8; 8];
+            b[..p.len()].copy_from_slice(p.as_bytes());
+            b
+        })
+    }
+
+    /// preempt_delay as a duration.
+    pub fn preempt_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.preempt_delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[global]
+router_id = "node1"
+[smtp]                        # optional
+server = "127.0.0.1:25"
+from = "ha-agent@node1"
+to = ["ops@example.com"]
+starttls = false
+[[vrrp_script]]
+name = "check_master"
+script = "pidof mfsmaster"
+interval = 3.0
+timeout = 2.0
+fall = 2
+rise = 2
+weight = -60
+[[vrrp_instance]]
+name = "VI_MFS"
+interface = "eth0"
+virtual_router_id = 51
+priority = 150
+advert_int = 1.0
+version = 2
+state = "BACKUP"
+nopreempt = false
+preempt_delay = 0.0
+auth_pass = "secret"
+virtual_ipaddress = ["192.0.2.100/24"]
+unicast_peer = []
+track_script = ["check_master"]
+track_interface = []
+notify_master = "/etc/ha-agent/master.sh"
+garp_repeat = 5
+garp_interval = 0.0
+garp_refresh = 0.0
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(Path::new("ha-agent.toml"), EXAMPLE).unwrap();
+        let i = &c.vrrp_instance[0];
+        assert_eq!(
+            i.vips(),
+            vec![Vip {
+                addr: Ipv4Addr::new(192, 0, 2, 100),
+                prefix: 24
+            }]
+        );
+        assert_eq!(i.auth_bytes(), Some(*b"secret\0\0"));
+        assert_eq!(i.advert_int_cs(), 100);
+        assert_eq!(c.vrrp_script[0].weight, -60);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let t = EXAMPLE.replace("priority = 150", "priorty = 150");
+        let e = Config::parse(Path::new("/etc/ha-agent/ha-agent.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/ha-agent/ha-agent.toml:21:"), "{e}");
+        assert!(e.contains("priorty"), "{e}");
+
+        let t = EXAMPLE.replace(
+            "advert_int = 1.0\nversion = 2",
+            "advert_int = 0.5\nversion = 2",
+        );
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:22: vrrp_instance.VI_MFS.advert_int: VRRPv2 takes whole seconds 1..255"
+        );
+
+        let t = EXAMPLE.replace(
+            "track_script = [\"check_master\"]",
+            "track_script = [\"nope\"]",
+        );
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:30: vrrp_instance.VI_MFS.track_script: no [[vrrp_script]] named 'nope'"
+        );
+
+        let t = EXAMPLE.replace("192.0.2.100/24", "192.0.2.300/24");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.toml:28: vrrp_instance.VI_MFS.virtual_ipaddress:"),
+            "{e}"
+        );
+
+        let t = EXAMPLE.replace("virtual_router_id = 51", "virtual_router_id = 300");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("a.toml:20:"), "{e}");
+    }
+}
