@@ -1,0 +1,290 @@
+//! Shared fixture of the ha-agent integration tests: a bridge LAN in network namespaces
+//! (n1 192.0.2.1, n2 192.0.2.2, client c1 192.0.2.50; VIP 192.0.2.100) with helpers to
+//! start ha-agent (or any program) inside a host and to observe VIP ownership.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const VIP: &str = "192.0.2.100";
+
+pub fn sh(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn sh_ok(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The LAN: a bridge namespace and three hosts.
+pub struct Lan {
+    prefix: String,
+    dir: tempfile::TempDir,
+    procs: Vec<(String, Child)>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Lan {
+    pub fn new() -> Lan {
+        let prefix = format!(
+            "hat{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let lan = Lan {
+            prefix,
+            dir: tempfile::Builder::new()
+                .prefix("antler-ha-")
+                .tempdir()
+                .unwrap(),
+            procs: Vec::new(),
+        };
+        let br = lan.ns("lan");
+        sh(&["ip", "netns", "add", &br]);
+        sh(&[
+            "ip",
+            "-n",
+            &br,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &br,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        sh(&["ip", "-n", &br, "link", "set", "br0", "up"]);
+        for (host, addr, mac) in [
+            ("n1", "192.0.2.1/24", "02:00:00:00:00:01"),
+            ("n2", "192.0.2.2/24", "02:00:00:00:00:02"),
+            ("c1", "192.0.2.50/24", "02:00:00:00:00:50"),
+        ] {
+            let ns = lan.ns(host);
+            sh(&["ip", "netns", "add", &ns]);
+            let port = format!("v{host}");
+            sh(&[
+                "ip", "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
+            sh(&["ip", "-n", &br, "link", "set", &port, "master", "br0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "address", mac]);
+            sh(&["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"]);
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Does `host` hold the VIP?
+    pub fn has_vip(&self, host: &str) -> bool {
+        sh(&[
+            "ip",
+            "-n",
+            &self.ns(host),
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .contains(&format!("{VIP}/"))
+    }
+
+    /// The MAC the client resolves the VIP to after a ping (None if no answer).
+    pub fn client_sees(&self) -> Option<String> {
+        let c1 = self.ns("c1");
+        if !sh_ok(&[
+            "ip", "netns", "exec", &c1, "ping", "-n", "-q", "-c", "1", "-W", "1", VIP,
+        ]) {
+            return None;
+        }
+        let n = sh(&["ip", "-n", &c1, "neigh", "show", VIP]);
+        n.split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    }
+
+    pub fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if f() {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for (name, _) in &self.procs {
+            let p = self.path(&format!("{name}.log"));
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            s += &format!(
+                "--- {name} log (last lines) ---\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        s
+    }
+
+    /// Starts a process inside `host`'s namespace; output goes to `<name>.log`.
+    pub fn spawn(&mut self, name: &str, host: &str, argv: &[&str]) {
+        let log = fs::File::create(self.path(&format!("{name}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(argv)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push((name.to_string(), child));
+    }
+
+    pub fn pid(&self, name: &str) -> u32 {
+        self.procs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+            .unwrap()
+    }
+
+    pub fn signal(&mut self, name: &str, sig: i32) {
+        let i = self.procs.iter().position(|(n, _)| n == name).unwrap();
+        let (_, mut c) = self.procs.remove(i);
+        // SAFETY: signalling a child process this test started, by its PID.
+        unsafe { libc::kill(c.id() as i32, sig) };
+        let _ = c.wait();
+    }
+
+    /// Writes an ha-agent config for `host` and starts it.
+    pub fn start_agent(&mut self, host: &str, priority: u8, extra: &str) {
+        let cfg = self.path(&format!("{host}.toml"));
+        let notify = self.path(&format!("{host}-notify.log"));
+        fs::write(
+            &cfg,
+            format!(
+                "[global]\nrouter_id = \"{host}\"\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\nvirtual_ipaddress = [\"{VIP}/24\"]\nnotify = \"echo >> {} \"\n{extra}\n",
+                notify.display()
+            ),
+        )
+        .unwrap();
+        let sock = self.path(&format!("{host}.sock"));
+        let bin = env!("CARGO_BIN_EXE_ha-agent");
+        self.spawn(
+            host,
+            host,
+            &[
+                bin,
+                "-c",
+                cfg.to_str().unwrap(),
+                "--socket",
+                sock.to_str().unwrap(),
+            ],
+        );
+    }
+
+    pub fn ctl(&self, host: &str, args: &[&str]) -> (bool, String) {
+        let sock = self.path(&format!("{host}.sock"));
+        let o = Command::new(env!("CARGO_BIN_EXE_ha-agent"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
+    pub fn notify_log(&self, host: &str) -> String {
+        fs::read_to_string(self.path(&format!("{host}-notify.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for (_, c) in &mut self.procs {
+            // SAFETY: signalling a child process this test started, by its PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for (_, c) in &mut self.procs {
+            for _ in 0..50 {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for host in ["n1", "n2", "c1", "lan"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(host)])
+                .status();
+        }
+    }
+}
+
+pub const N1_MAC: &str = "02:00:00:00:00:01";
+pub const N2_MAC: &str = "02:00:00:00:00:02";
+pub const LONG: Duration = Duration::from_secs(30);
+
+pub fn exactly_one(lan: &Lan) -> Option<&'static str> {
+    match (lan.has_vip("n1"), lan.has_vip("n2")) {
+        (true, false) => Some("n1"),
+        (false, true) => Some("n2"),
+        _ => None,
+    }
+}
+
