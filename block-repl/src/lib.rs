@@ -1,0 +1,8 @@
+//! `block-repl`: a DRBD-like replicated block device for the master's data directory
+//! (work in progress: the pure core).
+//!
+//! - [`gi`]: generation identifiers and the resync / split-brain decision on connect.
+//! - [`bitmap`]: the dirty-block bitmap (one bit per 4 KiB).
+
+pub mod bitmap;
+pub mod gi;
