@@ -3,6 +3,8 @@
 //!
 //! - [`gi`]: generation identifiers and the resync / split-brain decision on connect.
 //! - [`bitmap`]: the dirty-block bitmap (one bit per 4 KiB).
+//! - [`policy`]: after-split-brain policies, evaluated identically on both nodes.
 
 pub mod bitmap;
 pub mod gi;
+pub mod policy;
