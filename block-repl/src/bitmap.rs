@@ -37,7 +37,10 @@ impl Bitmap {
     /// An all-clean bitmap for `device_bytes`.
     pub fn new(device_bytes: u64) -> Bitmap {
         let blocks = device_bytes.div_ceil(BLOCK);
-        Bitmap { blocks, words: vec![0; blocks.div_ceil(64) as usize] }
+        Bitmap {
+            blocks,
+            words: vec![0; blocks.div_ceil(64) as usize],
+        }
     }
 
     /// Number of blocks covered.
@@ -153,7 +156,10 @@ mod tests {
         let mut bad = b.encode();
         bad[0] ^= 1;
         assert_eq!(Bitmap::decode(1 << 20, &bad), Err(BitmapError::Crc));
-        assert!(matches!(Bitmap::decode(2 << 20, &b.encode()), Err(BitmapError::Size { .. })));
+        assert!(matches!(
+            Bitmap::decode(2 << 20, &b.encode()),
+            Err(BitmapError::Size { .. })
+        ));
     }
 
     proptest! {

@@ -31,7 +31,11 @@ fn id(x: u64) -> u64 {
 impl Gi {
     /// A freshly created device.
     pub fn new() -> Gi {
-        Gi { current: JUST_CREATED, bitmap: 0, history: [0, 0] }
+        Gi {
+            current: JUST_CREATED,
+            bitmap: 0,
+            history: [0, 0],
+        }
     }
 
     /// Starts a new generation (on becoming primary while disconnected, or when a
@@ -41,13 +45,21 @@ impl Gi {
             self.history = [id(self.bitmap), self.history[0]];
         }
         // A never-synced device has no data in common with anybody: no bitmap base.
-        self.bitmap = if id(self.current) == JUST_CREATED { 0 } else { id(self.current) };
+        self.bitmap = if id(self.current) == JUST_CREATED {
+            0
+        } else {
+            id(self.current)
+        };
         self.current = id(fresh) | primary as u64;
     }
 
     /// After a completed resync the target adopts the source's generations.
     pub fn adopt(&mut self, source: &Gi) {
-        *self = Gi { current: id(source.current), bitmap: 0, history: [id(source.bitmap), id(source.history[0])] };
+        *self = Gi {
+            current: id(source.current),
+            bitmap: 0,
+            history: [id(source.bitmap), id(source.history[0])],
+        };
     }
 
     /// Clears the bitmap generation once both sides are in sync and connected.

@@ -3,8 +3,10 @@
 //!
 //! - [`gi`]: generation identifiers and the resync / split-brain decision on connect.
 //! - [`bitmap`]: the dirty-block bitmap (one bit per 4 KiB).
+//! - [`frame`]: replication frames (decoded whole before anything is applied).
 //! - [`policy`]: after-split-brain policies, evaluated identically on both nodes.
 
 pub mod bitmap;
+pub mod frame;
 pub mod gi;
 pub mod policy;

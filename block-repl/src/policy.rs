@@ -67,7 +67,11 @@ impl FromStr for After1Pri {
             "disconnect" => Ok(After1Pri::Disconnect),
             "consensus" => Ok(After1Pri::Consensus),
             "discard-secondary" => Ok(After1Pri::DiscardSecondary),
-            _ => Err(bad("after_sb_1pri", s, "disconnect, consensus or discard-secondary")),
+            _ => Err(bad(
+                "after_sb_1pri",
+                s,
+                "disconnect, consensus or discard-secondary",
+            )),
         }
     }
 }
@@ -189,7 +193,11 @@ pub fn resolve(p: &Policies, me: &Side, peer: &Side) -> Resolution {
             After2Pri::Disconnect => Resolution::Disconnect,
         },
         (mine_primary, _) => {
-            let discard_secondary = if mine_primary { Resolution::DiscardPeer } else { Resolution::DiscardMine };
+            let discard_secondary = if mine_primary {
+                Resolution::DiscardPeer
+            } else {
+                Resolution::DiscardMine
+            };
             match p.one {
                 After1Pri::Disconnect => Resolution::Disconnect,
                 After1Pri::DiscardSecondary => discard_secondary,
@@ -211,36 +219,97 @@ mod tests {
     use proptest::prelude::*;
 
     fn side(node: &str, primary: bool, changes: u64, promoted_at: Option<u64>) -> Side {
-        Side { node: node.into(), primary, changes, promoted_at }
+        Side {
+            node: node.into(),
+            primary,
+            changes,
+            promoted_at,
+        }
     }
 
     fn pol(zero: &str, one: &str) -> Policies {
-        Policies { zero: zero.parse().unwrap(), one: one.parse().unwrap(), two: After2Pri::Disconnect }
+        Policies {
+            zero: zero.parse().unwrap(),
+            one: one.parse().unwrap(),
+            two: After2Pri::Disconnect,
+        }
     }
 
     #[test]
     fn the_usual_safe_setting() {
         let p = pol("discard-zero-changes", "discard-secondary");
         // One side unchanged: it loses, resolved by itself.
-        assert_eq!(resolve(&p, &side("a", false, 0, None), &side("b", false, 10, Some(1))), Resolution::DiscardMine);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", false, 0, None),
+                &side("b", false, 10, Some(1))
+            ),
+            Resolution::DiscardMine
+        );
         // Both changed: never merged silently.
-        assert_eq!(resolve(&p, &side("a", false, 5, Some(1)), &side("b", false, 10, Some(2))), Resolution::Disconnect);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", false, 5, Some(1)),
+                &side("b", false, 10, Some(2))
+            ),
+            Resolution::Disconnect
+        );
         // One primary: the secondary's changes go.
-        assert_eq!(resolve(&p, &side("a", true, 5, Some(1)), &side("b", false, 10, Some(2))), Resolution::DiscardPeer);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", true, 5, Some(1)),
+                &side("b", false, 10, Some(2))
+            ),
+            Resolution::DiscardPeer
+        );
         // Two primaries: disconnect.
-        assert_eq!(resolve(&p, &side("a", true, 5, Some(1)), &side("b", true, 10, Some(2))), Resolution::Disconnect);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", true, 5, Some(1)),
+                &side("b", true, 10, Some(2))
+            ),
+            Resolution::Disconnect
+        );
     }
 
     #[test]
     fn other_policies_and_parsing() {
         let p = pol("discard-younger-primary", "consensus");
-        assert_eq!(resolve(&p, &side("a", false, 5, Some(1)), &side("b", false, 1, Some(2))), Resolution::DiscardPeer);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", false, 5, Some(1)),
+                &side("b", false, 1, Some(2))
+            ),
+            Resolution::DiscardPeer
+        );
         // consensus: 0pri says discard the younger b, which is the secondary here → accepted.
-        assert_eq!(resolve(&p, &side("a", true, 5, Some(1)), &side("b", false, 1, Some(2))), Resolution::DiscardPeer);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", true, 5, Some(1)),
+                &side("b", false, 1, Some(2))
+            ),
+            Resolution::DiscardPeer
+        );
         // ... and if 0pri would discard the primary, disconnect.
-        assert_eq!(resolve(&p, &side("a", true, 5, Some(3)), &side("b", false, 1, Some(2))), Resolution::Disconnect);
+        assert_eq!(
+            resolve(
+                &p,
+                &side("a", true, 5, Some(3)),
+                &side("b", false, 1, Some(2))
+            ),
+            Resolution::Disconnect
+        );
         let p = pol("discard-node-b", "disconnect");
-        assert_eq!(resolve(&p, &side("a", false, 5, None), &side("b", false, 1, None)), Resolution::DiscardPeer);
+        assert_eq!(
+            resolve(&p, &side("a", false, 5, None), &side("b", false, 1, None)),
+            Resolution::DiscardPeer
+        );
         assert!("discard-node-".parse::<After0Pri>().is_err());
         assert_eq!(
             "merge".parse::<After1Pri>().unwrap_err(),

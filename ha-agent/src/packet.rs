@@ -91,6 +91,9 @@ pub enum DecodeError {
     /// v2 auth type other than 0 (none) or 1 (simple text).
     #[error("unsupported v2 auth type {0}")]
     BadAuthType(u8),
+    /// An advertisement interval of 0.
+    #[error("advertisement interval 0")]
+    BadInterval,
 }
 
 /// A received advert with the IP fields that matter for validation.
@@ -226,6 +229,9 @@ impl Advert {
             }
             Version::V3 => (u16::from_be_bytes([p[4], p[5]]) & 0x0FFF, None),
         };
+        if interval_cs == 0 {
+            return Err(DecodeError::BadInterval);
+        }
         let addrs = (0..count as usize)
             .map(|i| Ipv4Addr::new(p[8 + 4 * i], p[9 + 4 * i], p[10 + 4 * i], p[11 + 4 * i]))
             .collect();

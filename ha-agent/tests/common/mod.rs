@@ -287,4 +287,3 @@ pub fn exactly_one(lan: &Lan) -> Option<&'static str> {
         _ => None,
     }
 }
-

@@ -1,0 +1,589 @@
+//! Replication frames between the two nodes of a resource.
+//!
+//! ```text
+//!  0        4      6      8          12
+//! +--------+------+------+----------+-----------------+
+//! | "BRP1" | type | flags| length   | payload          |   big-endian, length = payload bytes
+//! +--------+------+------+----------+-----------------+
+//! ```
+//! A frame is decoded completely before anything is applied: a malformed or truncated
+//! frame is an error for the whole frame, never a half-applied write.
+
+use thiserror::Error;
+
+/// Frame magic.
+pub const MAGIC: [u8; 4] = *b"BRP1";
+/// Header size.
+pub const HEADER_LEN: usize = 12;
+/// Largest payload accepted (a 1 MiB write plus its fields).
+pub const MAX_PAYLOAD: u32 = (1 << 20) + 64;
+
+/// A frame that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// The header does not start with the magic.
+    #[error("bad magic {0:02x?}")]
+    BadMagic([u8; 4]),
+    /// The announced payload is too large.
+    #[error("frame type {ty} announces {len} bytes (limit {MAX_PAYLOAD})")]
+    TooLarge {
+        /// Frame type.
+        ty: u16,
+        /// Announced length.
+        len: u32,
+    },
+    /// Unknown frame type.
+    #[error("unknown frame type {0}")]
+    UnknownType(u16),
+    /// The payload does not match the type's layout.
+    #[error("frame type {ty}: {what}")]
+    Bad {
+        /// Frame type.
+        ty: u16,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// Disk states, as in DRBD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskState {
+    /// No usable data (being created or a sync target mid-resync).
+    Inconsistent,
+    /// Consistent but known to be older than the peer: must not be promoted.
+    Outdated,
+    /// Consistent, peer state unknown.
+    Consistent,
+    /// Up to date.
+    UpToDate,
+}
+
+impl DiskState {
+    fn code(self) -> u8 {
+        self as u8
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => DiskState::Inconsistent,
+            1 => DiskState::Outdated,
+            2 => DiskState::Consistent,
+            3 => DiskState::UpToDate,
+            _ => return None,
+        })
+    }
+}
+
+/// One replication frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame of each side: identity and a challenge for the shared secret.
+    Hello {
+        /// Node name.
+        node: String,
+        /// Device size in bytes.
+        size: u64,
+        /// Random challenge.
+        challenge: [u8; 32],
+    },
+    /// HMAC of the peer's challenge with the shared secret.
+    Auth {
+        /// The MAC.
+        response: [u8; 32],
+    },
+    /// Generation identifiers, role and disk state, dirty count.
+    State {
+        /// Current GI.
+        current: u64,
+        /// Bitmap GI.
+        bitmap: u64,
+        /// History GIs.
+        history: [u64; 2],
+        /// Primary now.
+        primary: bool,
+        /// Disk state.
+        disk: DiskState,
+        /// Dirty blocks in the bitmap.
+        dirty: u64,
+        /// When this node became primary during a split (0 = never).
+        promoted_at: u64,
+    },
+    /// A slice of the sender's bitmap, `words` starting at word `first`.
+    Bitmap {
+        /// Index of the first word.
+        first: u64,
+        /// Words.
+        words: Vec<u64>,
+    },
+    /// A replicated write.
+    Data {
+        /// Sequence number (acked in order).
+        seq: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// A replicated discard or write-zeroes.
+    Discard {
+        /// Sequence number.
+        seq: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Zero the range (write-zeroes) rather than discard it.
+        zero: bool,
+    },
+    /// Make everything up to `seq` stable before acknowledging.
+    Flush {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Acknowledgement of `seq` (stable on the peer), or an error status.
+    Ack {
+        /// Sequence number.
+        seq: u64,
+        /// 0 = OK, else an errno.
+        status: u32,
+    },
+    /// Resync block from the sync source.
+    ResyncData {
+        /// Byte offset (block aligned).
+        offset: u64,
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// Resync block stored by the target.
+    ResyncAck {
+        /// Byte offset.
+        offset: u64,
+    },
+    /// The primary marks the peer Outdated (fencing).
+    Outdate,
+    /// Keep-alive.
+    Ping,
+    /// Keep-alive answer.
+    PingAck,
+}
+
+const T_HELLO: u16 = 1;
+const T_AUTH: u16 = 2;
+const T_STATE: u16 = 3;
+const T_BITMAP: u16 = 4;
+const T_DATA: u16 = 5;
+const T_DISCARD: u16 = 6;
+const T_FLUSH: u16 = 7;
+const T_ACK: u16 = 8;
+const T_RSDATA: u16 = 9;
+const T_RSACK: u16 = 10;
+const T_OUTDATE: u16 = 11;
+const T_PING: u16 = 12;
+const T_PINGACK: u16 = 13;
+
+/// A decoded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Frame type.
+    pub ty: u16,
+    /// Payload length.
+    pub len: u32,
+}
+
+/// Decodes and checks a header.
+pub fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+    let magic = [b[0], b[1], b[2], b[3]];
+    if magic != MAGIC {
+        return Err(FrameError::BadMagic(magic));
+    }
+    let ty = u16::from_be_bytes([b[4], b[5]]);
+    let len = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    if len > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge { ty, len });
+    }
+    Ok(Header { ty, len })
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    ty: u16,
+}
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.b.len() < n {
+            return Err(FrameError::Bad {
+                ty: self.ty,
+                what: "truncated payload",
+            });
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn arr32(&mut self) -> Result<[u8; 32], FrameError> {
+        Ok(self.take(32)?.try_into().expect("32"))
+    }
+    fn end(&self) -> Result<(), FrameError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Bad {
+                ty: self.ty,
+                what: "trailing bytes",
+            })
+        }
+    }
+}
+
+impl Frame {
+    /// Decodes a payload of type `ty`.
+    pub fn decode(ty: u16, payload: &[u8]) -> Result<Frame, FrameError> {
+        let mut r = R { b: payload, ty };
+        let f = match ty {
+            T_HELLO => {
+                let size = r.u64()?;
+                let challenge = r.arr32()?;
+                let n = r.u8()? as usize;
+                let name = r.take(n)?;
+                let node = std::str::from_utf8(name)
+                    .map_err(|_| FrameError::Bad {
+                        ty,
+                        what: "node name is not UTF-8",
+                    })?
+                    .to_string();
+                Frame::Hello {
+                    node,
+                    size,
+                    challenge,
+                }
+            }
+            T_AUTH => Frame::Auth {
+                response: r.arr32()?,
+            },
+            T_STATE => {
+                let current = r.u64()?;
+                let bitmap = r.u64()?;
+                let history = [r.u64()?, r.u64()?];
+                let primary = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(FrameError::Bad {
+                            ty,
+                            what: "bad role",
+                        })
+                    }
+                };
+                let disk = DiskState::from_code(r.u8()?).ok_or(FrameError::Bad {
+                    ty,
+                    what: "bad disk state",
+                })?;
+                Frame::State {
+                    current,
+                    bitmap,
+                    history,
+                    primary,
+                    disk,
+                    dirty: r.u64()?,
+                    promoted_at: r.u64()?,
+                }
+            }
+            T_BITMAP => {
+                let first = r.u64()?;
+                if r.b.len() % 8 != 0 {
+                    return Err(FrameError::Bad {
+                        ty,
+                        what: "bitmap words not a multiple of 8 bytes",
+                    });
+                }
+                let mut words = Vec::with_capacity(r.b.len() / 8);
+                while !r.b.is_empty() {
+                    words.push(r.u64()?);
+                }
+                Frame::Bitmap { first, words }
+            }
+            T_DATA => {
+                let seq = r.u64()?;
+                let offset = r.u64()?;
+                let n = r.u32()? as usize;
+                if n != r.b.len() {
+                    return Err(FrameError::Bad {
+                        ty,
+                        what: "data length does not match the frame",
+                    });
+                }
+                Frame::Data {
+                    seq,
+                    offset,
+                    data: r.take(n)?.to_vec(),
+                }
+            }
+            T_DISCARD => {
+                let seq = r.u64()?;
+                let offset = r.u64()?;
+                let len = r.u64()?;
+                let zero = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(FrameError::Bad {
+                            ty,
+                            what: "bad zero flag",
+                        })
+                    }
+                };
+                Frame::Discard {
+                    seq,
+                    offset,
+                    len,
+                    zero,
+                }
+            }
+            T_FLUSH => Frame::Flush { seq: r.u64()? },
+            T_ACK => Frame::Ack {
+                seq: r.u64()?,
+                status: r.u32()?,
+            },
+            T_RSDATA => {
+                let offset = r.u64()?;
+                let n = r.u32()? as usize;
+                if n != r.b.len() {
+                    return Err(FrameError::Bad {
+                        ty,
+                        what: "data length does not match the frame",
+                    });
+                }
+                Frame::ResyncData {
+                    offset,
+                    data: r.take(n)?.to_vec(),
+                }
+            }
+            T_RSACK => Frame::ResyncAck { offset: r.u64()? },
+            T_OUTDATE => Frame::Outdate,
+            T_PING => Frame::Ping,
+            T_PINGACK => Frame::PingAck,
+            t => return Err(FrameError::UnknownType(t)),
+        };
+        r.end()?;
+        Ok(f)
+    }
+
+    /// Encodes the frame with its header.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut p = Vec::new();
+        let ty = match self {
+            Frame::Hello {
+                node,
+                size,
+                challenge,
+            } => {
+                p.extend_from_slice(&size.to_be_bytes());
+                p.extend_from_slice(challenge);
+                let name = &node.as_bytes()[..node.len().min(255)];
+                p.push(name.len() as u8);
+                p.extend_from_slice(name);
+                T_HELLO
+            }
+            Frame::Auth { response } => {
+                p.extend_from_slice(response);
+                T_AUTH
+            }
+            Frame::State {
+                current,
+                bitmap,
+                history,
+                primary,
+                disk,
+                dirty,
+                promoted_at,
+            } => {
+                for v in [*current, *bitmap, history[0], history[1]] {
+                    p.extend_from_slice(&v.to_be_bytes());
+                }
+                p.push(*primary as u8);
+                p.push(disk.code());
+                p.extend_from_slice(&dirty.to_be_bytes());
+                p.extend_from_slice(&promoted_at.to_be_bytes());
+                T_STATE
+            }
+            Frame::Bitmap { first, words } => {
+                p.extend_from_slice(&first.to_be_bytes());
+                for w in words {
+                    p.extend_from_slice(&w.to_be_bytes());
+                }
+                T_BITMAP
+            }
+            Frame::Data { seq, offset, data } => {
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&offset.to_be_bytes());
+                p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                p.extend_from_slice(data);
+                T_DATA
+            }
+            Frame::Discard {
+                seq,
+                offset,
+                len,
+                zero,
+            } => {
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&offset.to_be_bytes());
+                p.extend_from_slice(&len.to_be_bytes());
+                p.push(*zero as u8);
+                T_DISCARD
+            }
+            Frame::Flush { seq } => {
+                p.extend_from_slice(&seq.to_be_bytes());
+                T_FLUSH
+            }
+            Frame::Ack { seq, status } => {
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&status.to_be_bytes());
+                T_ACK
+            }
+            Frame::ResyncData { offset, data } => {
+                p.extend_from_slice(&offset.to_be_bytes());
+                p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                p.extend_from_slice(data);
+                T_RSDATA
+            }
+            Frame::ResyncAck { offset } => {
+                p.extend_from_slice(&offset.to_be_bytes());
+                T_RSACK
+            }
+            Frame::Outdate => T_OUTDATE,
+            Frame::Ping => T_PING,
+            Frame::PingAck => T_PINGACK,
+        };
+        let mut v = Vec::with_capacity(HEADER_LEN + p.len());
+        v.extend_from_slice(&MAGIC);
+        v.extend_from_slice(&ty.to_be_bytes());
+        v.extend_from_slice(&[0, 0]);
+        v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        v.extend_from_slice(&p);
+        v
+    }
+}
+
+/// Splits a complete encoded frame and decodes it (used by tests and the fuzz target).
+pub fn decode_all(b: &[u8]) -> Result<Frame, FrameError> {
+    if b.len() < HEADER_LEN {
+        return Err(FrameError::Bad {
+            ty: 0,
+            what: "shorter than a header",
+        });
+    }
+    let h = decode_header(b[..HEADER_LEN].try_into().expect("12"))?;
+    let rest = &b[HEADER_LEN..];
+    if rest.len() != h.len as usize {
+        return Err(FrameError::Bad {
+            ty: h.ty,
+            what: "length does not match the header",
+        });
+    }
+    Frame::decode(h.ty, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames() -> impl Strategy<Value = Frame> {
+        let data = proptest::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            ("[a-z0-9]{0,20}", any::<u64>(), any::<[u8; 32]>()).prop_map(
+                |(node, size, challenge)| Frame::Hello {
+                    node,
+                    size,
+                    challenge
+                }
+            ),
+            any::<[u8; 32]>().prop_map(|response| Frame::Auth { response }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<[u64; 2]>(),
+                any::<bool>(),
+                0u8..4,
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(
+                    |(current, bitmap, history, primary, d, dirty, promoted_at)| Frame::State {
+                        current,
+                        bitmap,
+                        history,
+                        primary,
+                        disk: DiskState::from_code(d).unwrap(),
+                        dirty,
+                        promoted_at
+                    }
+                ),
+            (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..20))
+                .prop_map(|(first, words)| Frame::Bitmap { first, words }),
+            (any::<u64>(), any::<u64>(), data.clone())
+                .prop_map(|(seq, offset, data)| Frame::Data { seq, offset, data }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(seq, offset, len, zero)| Frame::Discard {
+                    seq,
+                    offset,
+                    len,
+                    zero
+                }
+            ),
+            any::<u64>().prop_map(|seq| Frame::Flush { seq }),
+            (any::<u64>(), any::<u32>()).prop_map(|(seq, status)| Frame::Ack { seq, status }),
+            (any::<u64>(), data).prop_map(|(offset, data)| Frame::ResyncData { offset, data }),
+            any::<u64>().prop_map(|offset| Frame::ResyncAck { offset }),
+            Just(Frame::Outdate),
+            Just(Frame::Ping),
+            Just(Frame::PingAck),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(f in frames()) {
+            prop_assert_eq!(decode_all(&f.encode()).unwrap(), f);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error_never_a_partial_frame(f in frames(), cut in 0usize..400) {
+            let b = f.encode();
+            if cut < b.len() {
+                prop_assert!(decode_all(&b[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode_all(&b);
+        }
+    }
+
+    #[test]
+    fn header_errors() {
+        let mut b = Frame::Ping.encode();
+        b[0] = b'X';
+        assert!(matches!(decode_all(&b), Err(FrameError::BadMagic(_))));
+        let mut b = Frame::Ping.encode();
+        b[8..12].copy_from_slice(&(MAX_PAYLOAD + 1).to_be_bytes());
+        assert!(matches!(
+            decode_header(b[..12].try_into().unwrap()),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let mut b = Frame::Ping.encode();
+        b[5] = 99;
+        assert_eq!(decode_all(&b), Err(FrameError::UnknownType(99)));
+    }
+}
