@@ -15,6 +15,8 @@
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=../deploy/lab/mfs-cluster.sh
+. "$REPO/deploy/lab/mfs-cluster.sh"
 B=${BENCH_BASE:-/tmp/antler-bench}
 REPS=${REPS:-1}
 SEQ_SIZE=${SEQ_SIZE:-1G}
@@ -58,52 +60,20 @@ drop_caches() {
 
 bg() { local log=$1; shift; ( cd / && exec "$@" ) >>"$log" 2>&1 & PIDS+=($!); }
 
-cs_count() { mfscli -H 127.0.0.1 -P $((PORT0+2)) -n -SCS 2>/dev/null | awk -F'\t' '$1=="chunk servers:" && $11>0' | wc -l; }
 
 up() {  # kind
   local kind=$1 r=$B/run i
-  rm -rf "$r"; mkdir -p "$r/master" "$r/mnt" "$r/logs"
-  cat > "$r/mfsmaster.cfg" <<EOF
-WORKING_USER = root
-WORKING_GROUP = root
-DATA_PATH = $r/master
-EXPORTS_FILENAME = $r/mfsexports.cfg
-TOPOLOGY_FILENAME = $r/mfstopology.cfg
-MATOML_LISTEN_HOST = 127.0.0.1
-MATOML_LISTEN_PORT = $PORT0
-MATOCS_LISTEN_HOST = 127.0.0.1
-MATOCS_LISTEN_PORT = $((PORT0+1))
-MATOCL_LISTEN_HOST = 127.0.0.1
-MATOCL_LISTEN_PORT = $((PORT0+2))
-REMAP_BITS = 32
-REMAP_SOURCE_IP_CLASS = 127.0.0.1
-REMAP_DESTINATION_IP_CLASS = 0.0.0.0
-EOF
-  printf '127.0.0.1 / rw,alldirs,admin,maproot=0:0\n' > "$r/mfsexports.cfg"
-  : > "$r/mfstopology.cfg"
-  cp /var/lib/mfs/metadata.mfs.empty "$r/master/metadata.mfs"
-  bg "$r/logs/master.log" mfsmaster -c "$r/mfsmaster.cfg" -f start
+  rm -rf "$r"; mkdir -p "$r/mnt" "$r/logs"
+  write_master_cfg "$r" "$PORT0"
+  bg "$r/logs/master.log" mfsmaster -c "$r/etc/mfsmaster.cfg" -f start
   for _ in $(seq 1 100); do ss -Hltn "sport = :$((PORT0+2))" | grep -q . && break; sleep 0.1; done
   for i in 1 2 3; do
-    mkdir -p "$r/cs$i/hdd"
-    cat > "$r/cs$i.cfg" <<EOF
-WORKING_USER = root
-WORKING_GROUP = root
-DATA_PATH = $r/cs$i
-HDD_CONF_FILENAME = $r/hdd$i.cfg
-MASTER_HOST = 0.0.0.0
-MASTER_PORT = $((PORT0+1))
-BIND_HOST = 127.0.0.1
-CSSERV_LISTEN_HOST = 127.0.0.1
-CSSERV_LISTEN_PORT = $((PORT0+2+i))
-HDD_LEAVE_SPACE_DEFAULT = 256MiB
-EOF
-    echo "$r/cs$i/hdd" > "$r/hdd$i.cfg"
-    if [ "$kind" = antler ]; then bg "$r/logs/cs$i.log" "$ANTLER_CS" -c "$r/cs$i.cfg" -f start
-    else bg "$r/logs/cs$i.log" mfschunkserver -c "$r/cs$i.cfg" -f start; fi
+    write_cs_cfg "$r" "$PORT0" "$i"
+    if [ "$kind" = antler ]; then bg "$r/logs/cs$i.log" "$ANTLER_CS" -c "$r/etc/mfschunkserver$i.cfg" -f start
+    else bg "$r/logs/cs$i.log" mfschunkserver -c "$r/etc/mfschunkserver$i.cfg" -f start; fi
   done
-  for _ in $(seq 1 600); do [ "$(cs_count)" -ge 3 ] && break; sleep 0.1; done
-  [ "$(cs_count)" -ge 3 ] || { echo "chunkservers did not register; see $r/logs" >&2; exit 1; }
+  for _ in $(seq 1 600); do [ "$(cs_registered "$PORT0")" -ge 3 ] && break; sleep 0.1; done
+  [ "$(cs_registered "$PORT0")" -ge 3 ] || { echo "chunkservers did not register; see $r/logs" >&2; exit 1; }
   bg "$r/logs/mount.log" mfsmount "$r/mnt" -f -H 127.0.0.1 -P $((PORT0+2))
   for _ in $(seq 1 100); do mountpoint -q "$r/mnt" && break; sleep 0.1; done
   mfssettrashtime 0 "$r/mnt" >/dev/null

@@ -12,6 +12,8 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
 B=${LAB_BASE:-/tmp/antler-lab}
+# shellcheck source=mfs-cluster.sh
+. "$REPO/deploy/lab/mfs-cluster.sh"
 P0=${LAB_PORT0:-29419}
 case "$B" in /tmp/?*|/var/tmp/?*|/srv/?*) ;; *) echo "LAB_BASE must be under /tmp, /var/tmp or /srv" >&2; exit 2 ;; esac
 
@@ -32,7 +34,6 @@ start_bg() {  # name cmd...
 
 alive() { [ -f "$B/pids/$1.pid" ] && kill -0 "$(cat "$B/pids/$1.pid")" 2>/dev/null; }
 
-cs_registered() { mfscli -H 127.0.0.1 -P $((P0+2)) -n -SCS 2>/dev/null | awk -F'\t' '$1=="chunk servers:" && $11>0' | wc -l; }
 
 up() {
   [ "$(id -u)" = 0 ] || { echo "run as root (FUSE mount)" >&2; exit 1; }
@@ -41,48 +42,16 @@ up() {
     for f in "$B"/pids/*.pid; do kill -0 "$(cat "$f")" 2>/dev/null && { echo "lab already running ($B); '$0 down' first" >&2; exit 1; }; done
   fi
   cargo build --release -p antler-chunkserver
-  rm -rf "$B"; mkdir -p "$B"/{etc,logs,pids,master,mnt}
-  cat > "$B/etc/mfsmaster.cfg" <<EOF
-WORKING_USER = root
-WORKING_GROUP = root
-DATA_PATH = $B/master
-EXPORTS_FILENAME = $B/etc/mfsexports.cfg
-TOPOLOGY_FILENAME = $B/etc/mfstopology.cfg
-MATOML_LISTEN_HOST = 127.0.0.1
-MATOML_LISTEN_PORT = $P0
-MATOCS_LISTEN_HOST = 127.0.0.1
-MATOCS_LISTEN_PORT = $((P0+1))
-MATOCL_LISTEN_HOST = 127.0.0.1
-MATOCL_LISTEN_PORT = $((P0+2))
-REMAP_BITS = 32
-REMAP_SOURCE_IP_CLASS = 127.0.0.1
-REMAP_DESTINATION_IP_CLASS = 0.0.0.0
-EOF
-  printf '127.0.0.1 / rw,alldirs,admin,maproot=0:0\n127.0.0.1 . rw\n' > "$B/etc/mfsexports.cfg"
-  : > "$B/etc/mfstopology.cfg"
-  cp /var/lib/mfs/metadata.mfs.empty "$B/master/metadata.mfs"
+  rm -rf "$B"; mkdir -p "$B"/{logs,pids,mnt}
+  write_master_cfg "$B" "$P0"
   start_bg master mfsmaster -c "$B/etc/mfsmaster.cfg" -f start
   for _ in $(seq 1 100); do ss -Hltn "sport = :$((P0+2))" | grep -q . && break; sleep 0.1; done
   local i
   for i in 1 2 3; do
-    mkdir -p "$B/cs$i/hdd"
-    cat > "$B/etc/mfschunkserver$i.cfg" <<EOF
-WORKING_USER = root
-WORKING_GROUP = root
-SYSLOG_IDENT = antler-cs$i
-DATA_PATH = $B/cs$i
-HDD_CONF_FILENAME = $B/etc/mfshdd$i.cfg
-MASTER_HOST = 127.0.0.1
-MASTER_PORT = $((P0+1))
-BIND_HOST = 127.0.0.1
-CSSERV_LISTEN_HOST = 127.0.0.1
-CSSERV_LISTEN_PORT = $((P0+2+i))
-HDD_LEAVE_SPACE_DEFAULT = 256MiB
-EOF
-    echo "$B/cs$i/hdd" > "$B/etc/mfshdd$i.cfg"
+    write_cs_cfg "$B" "$P0" "$i"
     start_bg "cs$i" "$REPO/target/release/mfschunkserver" -c "$B/etc/mfschunkserver$i.cfg" -f start
   done
-  for _ in $(seq 1 300); do [ "$(cs_registered)" -ge 3 ] && break; sleep 0.1; done
+  for _ in $(seq 1 300); do [ "$(cs_registered "$P0")" -ge 3 ] && break; sleep 0.1; done
   start_bg mount mfsmount "$B/mnt" -f -H 127.0.0.1 -P $((P0+2))
   for _ in $(seq 1 100); do mountpoint -q "$B/mnt" && break; sleep 0.1; done
   mountpoint -q "$B/mnt" || { echo "mount failed; see $B/logs/mount.log" >&2; exit 1; }
@@ -95,7 +64,7 @@ status() {
   for n in master cs1 cs2 cs3 mount; do
     if alive "$n"; then echo "$n: running (pid $(cat "$B/pids/$n.pid"))"; else echo "$n: not running"; fi
   done
-  echo "chunkservers registered with the master: $(cs_registered)"
+  echo "chunkservers registered with the master: $(cs_registered "$P0")"
   mountpoint -q "$B/mnt" 2>/dev/null && echo "mounted: $B/mnt" || echo "not mounted"
 }
 

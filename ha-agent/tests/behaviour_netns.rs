@@ -73,6 +73,15 @@ fn client_never_expires_arp(lan: &Lan) {
     ]);
 }
 
+/// Sets the state of a switch port (0 = disabled, 3 = forwarding) and checks it took.
+/// (`ip link set PORT type bridge_slave state N` is silently ignored by iproute2 6.1.)
+fn port_state(lan: &Lan, port: &str, state: &str, name: &str) {
+    let br = lan.ns("lan");
+    sh(&["bridge", "-n", &br, "link", "set", "dev", port, "state", state]);
+    let shown = sh(&["bridge", "-n", &br, "link", "show", "dev", port]);
+    assert!(shown.contains(&format!("state {name} ")), "{shown}");
+}
+
 fn both_masters_hold_the_vip(lan: &Lan) -> bool {
     lan.has_vip("n1") && lan.has_vip("n2")
 }
@@ -88,11 +97,7 @@ fn split_brain(lan: &Lan) {
     lan.wait("client to answer from n1's MAC", LONG, || {
         lan.client_sees().as_deref() == Some(N1_MAC)
     });
-    ip(
-        lan,
-        "lan",
-        &["link", "set", "vn1", "type", "bridge_slave", "state", "0"],
-    );
+    port_state(lan, "vn1", "0", "disabled");
     lan.wait("n2 to become master too (split brain)", LONG, || {
         both_masters_hold_the_vip(lan)
     });
@@ -144,11 +149,7 @@ fn split_brain_heal_winner_reannounces_and_loser_steps_down() {
         "mcast_flood",
         "off",
     ]);
-    ip(
-        &lan,
-        "lan",
-        &["link", "set", "vn1", "type", "bridge_slave", "state", "3"],
-    );
+    port_state(&lan, "vn1", "3", "forwarding");
     let t = lan.wait(
         "client to answer from n1's MAC (n1's re-announcement)",
         Duration::from_secs(10),
@@ -199,11 +200,7 @@ fn split_brain_heal_at_once_client_follows_without_arp_expiry() {
     split_brain(&lan);
 
     let healed = Instant::now();
-    ip(
-        &lan,
-        "lan",
-        &["link", "set", "vn1", "type", "bridge_slave", "state", "3"],
-    );
+    port_state(&lan, "vn1", "3", "forwarding");
     lan.wait(
         "exactly one VIP owner (n1) after the heal",
         Duration::from_secs(15),
@@ -731,15 +728,60 @@ fn email_one_mail_per_transition_of_the_daemon() {
     let t_backup = check_mail(&m[0], "INIT", "BACKUP", "startup", t0, now);
     let t_master = check_mail(&m[1], "BACKUP", "MASTER", "master timeout", t0, now);
     assert!(t_backup <= t_master);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mails(&maildir).len(), 2, "{:#?}", mails(&maildir));
 
-    // SIGTERM: MASTER -> STOP, mailed before the daemon exits.
+    // Two more transitions, two more mails: MASTER -> BACKUP (maintenance) and, once
+    // maintenance is off, BACKUP -> MASTER again (nobody else is there).
+    let t1 = unix_now();
+    let (ok, out) = lan.ctl("n1", &["maintenance", "VI_1", "on"]);
+    assert!(ok, "{out}");
+    let m = wait_mails(&lan, &maildir, 3, LONG);
+    check_mail(&m[2], "MASTER", "BACKUP", "operator maintenance", t1, unix_now());
+    assert!(!lan.has_vip("n1"));
+    std::thread::sleep(Duration::from_secs(3));
+    let t2 = unix_now();
+    let (ok, out) = lan.ctl("n1", &["maintenance", "VI_1", "off"]);
+    assert!(ok, "{out}");
+    let m = wait_mails(&lan, &maildir, 4, LONG);
+    check_mail(&m[3], "BACKUP", "MASTER", "master timeout", t2, unix_now());
+    assert!(lan.has_vip("n1"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mails(&maildir).len(), 4, "{:#?}", mails(&maildir));
+}
+
+#[test]
+fn email_stop_is_mailed_before_the_daemon_exits() {
+    let mut lan = Lan::new();
+    let maildir = lan.path("mail");
+    start_smtpd(&mut lan, "smtpd", &maildir);
+    lan.start_agent("n1", 150, &smtp_extra());
+    lan.wait("n1 master", LONG, || exactly_one(&lan) == Some("n1"));
+    wait_mails(&lan, &maildir, 2, LONG);
+
+    // SIGTERM: MASTER -> STOP, mailed before the daemon exits (the daemon has
+    // exited when signal() returns).
     let t1 = unix_now();
     lan.signal("n1", libc::SIGTERM);
-    let m = wait_mails(&lan, &maildir, 3, LONG);
+    let limit = Instant::now() + Duration::from_secs(15);
+    while mails(&maildir).len() < 3 {
+        assert!(
+            Instant::now() < limit,
+            "no STOP mail after SIGTERM; n1's log:\n{}",
+            log_of(&lan, "n1")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = mails(&maildir);
     check_mail(&m[2], "MASTER", "STOP", "shutdown", t1, unix_now());
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(mails(&maildir).len(), 3, "{:#?}", mails(&maildir));
     assert!(!lan.has_vip("n1"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(mails(&maildir).len(), 3, "{:#?}", mails(&maildir));
+    assert!(
+        lan.notify_log("n1").contains("INSTANCE VI_1 STOP 150"),
+        "STOP hook not run before exit: {:?}",
+        lan.notify_log("n1")
+    );
 }
 
 #[test]
