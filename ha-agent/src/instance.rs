@@ -268,6 +268,17 @@ impl Shell {
                 Ok(Input::Net(ev)) => self.net_event(ev),
                 Ok(Input::Hello(h)) => {
                     if h.vrid == self.cfg.virtual_router_id {
+                        // A peer not heard for a while is back (a healed split brain
+                        // whose loser heard us first and stepped down without a word
+                        // to us, or a restarted peer): re-announce, so that clients
+                        // that followed it come back now rather than at ARP expiry.
+                        let reappeared = self.fsm.state == State::Master
+                            && h.src != self.fsm.params.local_addr
+                            && self.fsm.peer_recent(self.now()).is_none();
+                        if reappeared {
+                            info!(peer = %h.src, "peer back after a silence; re-announcing with gratuitous ARPs");
+                            self.send_garp();
+                        }
                         let a = self.fsm.handle(
                             Event::PeerHello {
                                 src: h.src,

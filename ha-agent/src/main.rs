@@ -316,6 +316,9 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
         let _ = r.handle.join();
     }
     drop(trackers);
+    // The instances are gone; drop our handle on the shared environment so the notifier
+    // and the mailer can be shut down (flushing the STOP hook and mail) below.
+    drop(env);
     if let Ok(n) = Arc::try_unwrap(notifier) {
         n.shutdown();
     }
