@@ -299,7 +299,7 @@ impl Frame {
             }
             T_BITMAP => {
                 let first = r.u64()?;
-                if r.b.len() % 8 != 0 {
+                if !r.b.len().is_multiple_of(8) {
                     return Err(FrameError::Bad {
                         ty,
                         what: "bitmap words not a multiple of 8 bytes",

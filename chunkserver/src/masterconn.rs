@@ -206,8 +206,7 @@ fn connect(cfg: &CsConfig, addr: SocketAddrV4) -> std::io::Result<TcpStream> {
     let s = if bind.ip().is_unspecified() {
         TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10))?
     } else {
-        let sock = socket2_connect(bind, addr)?;
-        sock
+        socket2_connect(bind, addr)?
     };
     s.set_nodelay(true)?;
     Ok(s)

@@ -100,8 +100,8 @@ fn statvfs(p: &Path) -> io::Result<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let s = unsafe { s.assume_init() };
-    let frsize = s.f_frsize as u64;
-    Ok((s.f_blocks as u64 * frsize, s.f_bavail as u64 * frsize))
+    let frsize = s.f_frsize;
+    Ok((s.f_blocks * frsize, s.f_bavail * frsize))
 }
 
 /// Mutable state of one chunk copy.

@@ -284,10 +284,10 @@ impl Config {
                 key: format!("vrrp_script.{}.{key}", s.name),
                 message,
             };
-            if !(s.interval > 0.0) {
+            if s.interval.is_nan() || s.interval <= 0.0 {
                 return Err(bad("interval", "must be > 0".into()));
             }
-            if !(s.timeout > 0.0) {
+            if s.timeout.is_nan() || s.timeout <= 0.0 {
                 return Err(bad("timeout", "must be > 0".into()));
             }
             if s.fall == 0 || s.rise == 0 {

@@ -416,21 +416,17 @@ impl Instance {
 
     fn tick(&mut self, now: Duration, out: &mut Vec<Action>) {
         match self.state {
-            State::Master => {
-                if self.adver_at.is_some_and(|t| now >= t) {
-                    out.push(Action::SendAdvert {
-                        priority: self.effective_priority(),
-                    });
-                    self.adver_at = Some(now + cs(self.params.advert_int_cs as u64));
-                }
+            State::Master if self.adver_at.is_some_and(|t| now >= t) => {
+                out.push(Action::SendAdvert {
+                    priority: self.effective_priority(),
+                });
+                self.adver_at = Some(now + cs(self.params.advert_int_cs as u64));
             }
-            State::Backup => {
-                if self.master_down_at.is_some_and(|t| now >= t) {
-                    if self.maintenance {
-                        self.master_down_at = Some(now + self.master_down_interval());
-                    } else {
-                        self.go(State::Master, Reason::MasterTimeout, now, out);
-                    }
+            State::Backup if self.master_down_at.is_some_and(|t| now >= t) => {
+                if self.maintenance {
+                    self.master_down_at = Some(now + self.master_down_interval());
+                } else {
+                    self.go(State::Master, Reason::MasterTimeout, now, out);
                 }
             }
             _ => {}

@@ -460,23 +460,23 @@ impl Shell {
 
     fn net_event(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::AddrRemoved { ifindex, addr } if ifindex == self.ifindex => {
-                if self.fsm.state == State::Master {
-                    if let Some(v) = self.vips.iter().find(|v| v.addr == addr).copied() {
-                        warn!(vip = %v, "VIP was deleted behind our back while MASTER; restoring it");
-                        if let Err(e) = self.nl.add_addr(self.ifindex, v.addr, v.prefix) {
-                            error!(vip = %v, "restoring VIP failed: {e}");
-                        }
-                        self.send_garp();
+            NetEvent::AddrRemoved { ifindex, addr }
+                if ifindex == self.ifindex && self.fsm.state == State::Master =>
+            {
+                if let Some(v) = self.vips.iter().find(|v| v.addr == addr).copied() {
+                    warn!(vip = %v, "VIP was deleted behind our back while MASTER; restoring it");
+                    if let Err(e) = self.nl.add_addr(self.ifindex, v.addr, v.prefix) {
+                        error!(vip = %v, "restoring VIP failed: {e}");
                     }
+                    self.send_garp();
                 }
             }
-            NetEvent::AddrAdded { ifindex, addr } if ifindex == self.ifindex => {
-                if self.fsm.state != State::Master {
-                    if let Some(v) = self.vips.iter().find(|v| v.addr == addr).copied() {
-                        warn!(vip = %v, "VIP appeared while not MASTER; removing it");
-                        let _ = self.nl.del_addr(self.ifindex, v.addr, v.prefix);
-                    }
+            NetEvent::AddrAdded { ifindex, addr }
+                if ifindex == self.ifindex && self.fsm.state != State::Master =>
+            {
+                if let Some(v) = self.vips.iter().find(|v| v.addr == addr).copied() {
+                    warn!(vip = %v, "VIP appeared while not MASTER; removing it");
+                    let _ = self.nl.del_addr(self.ifindex, v.addr, v.prefix);
                 }
             }
             _ => {}

@@ -106,6 +106,9 @@ fn client(socket: &Path, req: Request, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The input channels of the running instances, by name.
+type Senders = Arc<Mutex<Vec<(String, Sender<Input>)>>>;
+
 struct Running {
     tx: Sender<Input>,
     status: SharedStatus,
@@ -141,7 +144,7 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("instance {}", i.name))?;
         running.insert(i.name.clone(), Running { tx, status, handle });
     }
-    let senders: Arc<Mutex<Vec<(String, Sender<Input>)>>> = Arc::new(Mutex::new(
+    let senders: Senders = Arc::new(Mutex::new(
         running
             .iter()
             .map(|(n, r)| (n.clone(), r.tx.clone()))
@@ -248,7 +251,7 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
                                 link_state.lock().unwrap().insert(ifindex, up);
                             }
                             for (_, tx) in senders.lock().unwrap().iter() {
-                                let _ = tx.send(Input::Net(ev.clone()));
+                                let _ = tx.send(Input::Net(ev));
                             }
                         }
                     }

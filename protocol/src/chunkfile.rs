@@ -107,7 +107,7 @@ impl Layout {
         for hdr in [HDR_SIZE, OLD_HDR_SIZE] {
             let l = Layout { hdr_size: hdr };
             let base = l.block_offset(0);
-            if size >= base && (size - base) % BLOCK_SIZE as u64 == 0 {
+            if size >= base && (size - base).is_multiple_of(BLOCK_SIZE as u64) {
                 let blocks = (size - base) / BLOCK_SIZE as u64;
                 if blocks <= BLOCKS_IN_CHUNK as u64 {
                     return Ok((l, blocks as u16));

@@ -847,7 +847,7 @@ impl CsToMaster {
                         }))
                     }
                     61 => {
-                        if (p.len() - 1) % 12 != 0 {
+                        if !(p.len() - 1).is_multiple_of(12) {
                             return Err(DecodeError::BadLength {
                                 msg: M,
                                 len: p.len(),
@@ -888,7 +888,7 @@ impl CsToMaster {
             CSTOMA_CHUNK_LOST => Ok(CsToMaster::ChunkLost(read_ids("CSTOMA_CHUNK_LOST", p)?)),
             CSTOMA_CHUNK_NEW => {
                 const M: &str = "CSTOMA_CHUNK_NEW";
-                if p.len() % 12 != 0 {
+                if !p.len().is_multiple_of(12) {
                     return Err(DecodeError::BadLength {
                         msg: M,
                         len: p.len(),
@@ -1010,7 +1010,7 @@ fn ids_packet(t: u32, ids: &[u64]) -> Vec<u8> {
 }
 
 fn read_ids(msg: &'static str, p: &[u8]) -> Result<Vec<u64>, DecodeError> {
-    if p.len() % 8 != 0 {
+    if !p.len().is_multiple_of(8) {
         return Err(DecodeError::BadLength {
             msg,
             len: p.len(),

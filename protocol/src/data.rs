@@ -172,7 +172,7 @@ impl<'a> ToCs<'a> {
                 } else {
                     None
                 };
-                if r.remaining() < 12 || (r.remaining() - 12) % 6 != 0 {
+                if r.remaining() < 12 || !(r.remaining() - 12).is_multiple_of(6) {
                     return Err(DecodeError::BadLength {
                         msg: M,
                         len: p.len(),
