@@ -610,37 +610,6 @@ fn mails(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Undoes a quoted-printable body (soft line breaks and `=XX`).
-fn decode_qp(mail: &str) -> String {
-    let Some((head, body)) = mail.split_once("\n\n") else {
-        return mail.to_string();
-    };
-    if !head.contains("Content-Transfer-Encoding: quoted-printable") {
-        return mail.to_string();
-    }
-    let body = body.replace("=\n", "");
-    let mut out = Vec::new();
-    let b = body.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            body.get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
-        ) {
-            (b'=', Some(x)) => {
-                out.push(x);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    format!("{head}\n\n{}", String::from_utf8_lossy(&out))
-}
-
 fn header<'a>(mail: &'a str, name: &str) -> &'a str {
     let prefix = format!("{name}: ");
     mail.lines()

@@ -1,9 +1,11 @@
 //! Role-change mail against a real SMTP server: `aiosmtpd` (PyPI package `aiosmtpd`)
 //! run by `python3`, writing every message it receives to a file.
 
+mod common;
 use antler_ha_agent::config::Smtp;
 use antler_ha_agent::email::{Mailer, RoleChange};
 use antler_ha_agent::fsm::State;
+use common::decode_qp;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -105,7 +107,7 @@ impl SmtpServer {
         names.sort();
         names
             .iter()
-            .map(|p| decode(&std::fs::read_to_string(p).unwrap().replace("\r\n", "\n")))
+            .map(|p| decode_qp(&std::fs::read_to_string(p).unwrap().replace("\r\n", "\n")))
             .collect()
     }
 
@@ -124,37 +126,6 @@ impl SmtpServer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// Undoes a quoted-printable body (soft line breaks and `=XX`), so that tests read text.
-fn decode(mail: &str) -> String {
-    let Some((head, body)) = mail.split_once("\n\n") else {
-        return mail.to_string();
-    };
-    if !head.contains("Content-Transfer-Encoding: quoted-printable") {
-        return mail.to_string();
-    }
-    let body = body.replace("=\n", "");
-    let mut out = Vec::new();
-    let b = body.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            body.get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
-        ) {
-            (b'=', Some(x)) => {
-                out.push(x);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    format!("{head}\n\n{}", String::from_utf8_lossy(&out))
 }
 
 impl Drop for SmtpServer {

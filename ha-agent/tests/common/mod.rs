@@ -287,3 +287,34 @@ pub fn exactly_one(lan: &Lan) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// Undoes a quoted-printable body (soft line breaks and `=XX`).
+pub fn decode_qp(mail: &str) -> String {
+    let Some((head, body)) = mail.split_once("\n\n") else {
+        return mail.to_string();
+    };
+    if !head.contains("Content-Transfer-Encoding: quoted-printable") {
+        return mail.to_string();
+    }
+    let body = body.replace("=\n", "");
+    let mut out = Vec::new();
+    let b = body.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            body.get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'=', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    format!("{head}\n\n{}", String::from_utf8_lossy(&out))
+}
