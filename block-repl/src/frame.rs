@@ -232,6 +232,18 @@ impl<'a> R<'a> {
     fn arr32(&mut self) -> Result<[u8; 32], FrameError> {
         Ok(self.take(32)?.try_into().expect("32"))
     }
+    /// `len:u32` followed by exactly that many bytes, which must end the payload.
+    fn data(&mut self) -> Result<Vec<u8>, FrameError> {
+        let n = self.u32()? as usize;
+        if n != self.b.len() {
+            return Err(FrameError::Bad {
+                ty: self.ty,
+                what: "data length does not match the frame",
+            });
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+
     fn end(&self) -> Result<(), FrameError> {
         if self.b.is_empty() {
             Ok(())
@@ -314,17 +326,10 @@ impl Frame {
             T_DATA => {
                 let seq = r.u64()?;
                 let offset = r.u64()?;
-                let n = r.u32()? as usize;
-                if n != r.b.len() {
-                    return Err(FrameError::Bad {
-                        ty,
-                        what: "data length does not match the frame",
-                    });
-                }
                 Frame::Data {
                     seq,
                     offset,
-                    data: r.take(n)?.to_vec(),
+                    data: r.data()?,
                 }
             }
             T_DISCARD => {
@@ -355,16 +360,9 @@ impl Frame {
             },
             T_RSDATA => {
                 let offset = r.u64()?;
-                let n = r.u32()? as usize;
-                if n != r.b.len() {
-                    return Err(FrameError::Bad {
-                        ty,
-                        what: "data length does not match the frame",
-                    });
-                }
                 Frame::ResyncData {
                     offset,
-                    data: r.take(n)?.to_vec(),
+                    data: r.data()?,
                 }
             }
             T_RSACK => Frame::ResyncAck { offset: r.u64()? },

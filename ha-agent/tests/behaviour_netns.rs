@@ -143,17 +143,7 @@ fn split_brain_heal_winner_reannounces_and_loser_steps_down() {
     lan.start_agent("n2", 100, "");
     split_brain(&lan);
 
-    sh(&[
-        "bridge",
-        "-n",
-        &lan.ns("lan"),
-        "link",
-        "set",
-        "dev",
-        "vn2",
-        "mcast_flood",
-        "off",
-    ]);
+    mcast_flood(&lan, "vn2", "off");
     port_state(&lan, "vn1", "3", "forwarding");
     let t = lan.wait(
         "client to answer from n1's MAC (n1's re-announcement)",
@@ -168,17 +158,7 @@ fn split_brain_heal_winner_reannounces_and_loser_steps_down() {
     assert_eq!(state(&lan, "n2"), "MASTER");
 
     // Full heal: n2 hears n1 and drops to BACKUP, removing the VIP.
-    sh(&[
-        "bridge",
-        "-n",
-        &lan.ns("lan"),
-        "link",
-        "set",
-        "dev",
-        "vn2",
-        "mcast_flood",
-        "on",
-    ]);
+    mcast_flood(&lan, "vn2", "on");
     let t = lan.wait(
         "n2 to step down once it hears n1",
         Duration::from_secs(15),
@@ -522,34 +502,23 @@ fn vip_changes_behind_our_back_are_undone() {
     assert_eq!(exactly_one(&lan), Some("n1"));
 }
 
+/// Lets multicast (the VRRP adverts) through a bridge port, or stops it.
+fn mcast_flood(lan: &Lan, port: &str, on_off: &str) {
+    sh(&[
+        "bridge",
+        "-n",
+        &lan.ns("lan"),
+        "link",
+        "set",
+        "dev",
+        port,
+        "mcast_flood",
+        on_off,
+    ]);
+}
+
 // ---------------------------------------------------------------------------------
 // 5. email end to end
-
-/// aiosmtpd writing each message to `NNNN.eml` (envelope first as `X-Envelope-*`).
-const SMTPD: &str = r#"
-import os, sys, time
-from aiosmtpd.controller import Controller
-
-host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-
-class Handler:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Handler.n += 1
-        tmp = os.path.join(out, ".%04d.tmp" % Handler.n)
-        with open(tmp, "wb") as f:
-            f.write(("X-Envelope-From: %s\r\n" % envelope.mail_from).encode())
-            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
-            f.write(envelope.content)
-        os.rename(tmp, os.path.join(out, "%04d.eml" % Handler.n))
-        return "250 OK"
-
-c = Controller(Handler(), hostname=host, port=port)
-c.start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"#;
 
 /// Accepts connections (the kernel does) and never says a word: an SMTP client waits
 /// for the greeting until its own timeout.
@@ -575,7 +544,7 @@ fn smtp_extra() -> String {
 /// Starts the SMTP server inside n1's namespace (where n1's 127.0.0.1 is).
 fn start_smtpd(lan: &mut Lan, name: &str, maildir: &Path) {
     let script = lan.path("smtpd.py");
-    std::fs::write(&script, SMTPD).unwrap();
+    std::fs::write(&script, SMTPD_SCRIPT).unwrap();
     std::fs::create_dir_all(maildir).unwrap();
     lan.spawn(
         name,

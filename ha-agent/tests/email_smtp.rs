@@ -5,52 +5,12 @@ mod common;
 use antler_ha_agent::config::Smtp;
 use antler_ha_agent::email::{Mailer, RoleChange};
 use antler_ha_agent::fsm::State;
-use common::decode_qp;
+use common::{decode_qp, SMTPD_SCRIPT};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-
-/// An aiosmtpd server writing each message to `NNNN.eml` (envelope first, as
-/// `X-Envelope-*` lines) and each AUTH attempt to `auth.log`.
-const SERVER: &str = r#"
-import os, sys, time
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-
-host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-creds = sys.argv[4].split(":", 1) if len(sys.argv) > 4 else None
-
-class Handler:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Handler.n += 1
-        tmp = os.path.join(out, ".%04d.tmp" % Handler.n)
-        with open(tmp, "wb") as f:
-            f.write(("X-Envelope-From: %s\r\n" % envelope.mail_from).encode())
-            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
-            f.write(envelope.content)
-        os.rename(tmp, os.path.join(out, "%04d.eml" % Handler.n))
-        return "250 OK"
-
-def authenticator(server, session, envelope, mechanism, auth_data):
-    ok = (isinstance(auth_data, LoginPassword)
-          and auth_data.login.decode() == creds[0]
-          and auth_data.password.decode() == creds[1])
-    with open(os.path.join(out, "auth.log"), "a") as f:
-        f.write("%s %s %s\n" % (mechanism, auth_data.login.decode(), "ok" if ok else "fail"))
-    return AuthResult(success=ok)
-
-kw = {}
-if creds:
-    kw = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
-c = Controller(Handler(), hostname=host, port=port, **kw)
-c.start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"#;
 
 /// The server process, killed (by PID) when dropped.
 struct SmtpServer {
@@ -61,7 +21,7 @@ struct SmtpServer {
 impl SmtpServer {
     fn start(port: u16, dir: &Path, creds: Option<&str>) -> SmtpServer {
         let script = dir.join("smtpd.py");
-        std::fs::write(&script, SERVER).unwrap();
+        std::fs::write(&script, SMTPD_SCRIPT).unwrap();
         let mail = dir.join("mail");
         std::fs::create_dir_all(&mail).unwrap();
         let log = std::fs::File::create(dir.join("smtpd.log")).unwrap();

@@ -318,3 +318,43 @@ pub fn decode_qp(mail: &str) -> String {
     }
     format!("{head}\n\n{}", String::from_utf8_lossy(&out))
 }
+
+/// An aiosmtpd server (args: HOST PORT DIR [USER:PASS]) writing each message to `NNNN.eml` (envelope first, as
+/// `X-Envelope-*` lines) and each AUTH attempt to `auth.log`.
+pub const SMTPD_SCRIPT: &str = r#"
+import os, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+creds = sys.argv[4].split(":", 1) if len(sys.argv) > 4 else None
+
+class Handler:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Handler.n += 1
+        tmp = os.path.join(out, ".%04d.tmp" % Handler.n)
+        with open(tmp, "wb") as f:
+            f.write(("X-Envelope-From: %s\r\n" % envelope.mail_from).encode())
+            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(envelope.content)
+        os.rename(tmp, os.path.join(out, "%04d.eml" % Handler.n))
+        return "250 OK"
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword)
+          and auth_data.login.decode() == creds[0]
+          and auth_data.password.decode() == creds[1])
+    with open(os.path.join(out, "auth.log"), "a") as f:
+        f.write("%s %s %s\n" % (mechanism, auth_data.login.decode(), "ok" if ok else "fail"))
+    return AuthResult(success=ok)
+
+kw = {}
+if creds:
+    kw = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+c = Controller(Handler(), hostname=host, port=port, **kw)
+c.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
