@@ -198,7 +198,8 @@ impl Conn {
         let slot = HEADER_LEN + READ_DATA_PREFIX + BLOCK_SIZE;
         let mut pkt = vec![0u8; RUN * slot + HEADER_LEN + 9];
         let (mut offset, mut left) = (r.offset, r.size);
-        while left > 0 {
+        // size > 0 here, so the loop ends by sending the last piece with the status.
+        loop {
             let blocknum = (offset / BLOCK_SIZE as u32) as u16;
             let boff = offset % BLOCK_SIZE as u32;
             let prefix = HEADER_LEN + READ_DATA_PREFIX;
@@ -260,8 +261,6 @@ impl Conn {
             }
             self.s.write_all(&pkt[..end])?;
         }
-        drop(sess);
-        st(&mut self.s, status::OK)
     }
 
     fn write(&mut self, w: WriteReq) -> io::Result<Next> {
