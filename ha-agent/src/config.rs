@@ -4,7 +4,7 @@
 
 use crate::packet::Version;
 use serde::Deserialize;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -162,11 +162,13 @@ pub struct InstanceCfg {
     pub preempt_delay: f64,
     /// v2 PASS authentication (up to 8 characters).
     pub auth_pass: Option<String>,
-    /// VIPs as `a.b.c.d/len`.
+    /// VIPs as `a.b.c.d/len` or `2001:db8::1/len`, all of one family: the family
+    /// makes the instance an IPv4 or an IPv6 (VRRPv3 only) instance.
     pub virtual_ipaddress: Vec<String>,
-    /// Unicast peers instead of multicast.
+    /// Unicast peers instead of multicast, of the instance's family (IPv6 peers by
+    /// their link-local address, the source of their adverts).
     #[serde(default)]
-    pub unicast_peer: Vec<Ipv4Addr>,
+    pub unicast_peer: Vec<IpAddr>,
     /// Names of `[[vrrp_script]]` entries.
     #[serde(default)]
     pub track_script: Vec<String>,
@@ -197,8 +199,8 @@ pub struct InstanceCfg {
 /// A VIP with its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vip {
-    /// Address.
-    pub addr: Ipv4Addr,
+    /// Address (IPv4 or IPv6).
+    pub addr: IpAddr,
     /// Prefix length.
     pub prefix: u8,
 }
@@ -209,17 +211,27 @@ impl std::fmt::Display for Vip {
     }
 }
 
-/// Parses `a.b.c.d/len` (len defaults to 32).
+/// Parses `a.b.c.d/len` (len defaults to 32) or `2001:db8::1/len` (len defaults to 128).
 pub fn parse_vip(s: &str) -> Result<Vip, String> {
-    let (a, p) = s.split_once('/').unwrap_or((s, "32"));
-    let addr: Ipv4Addr = a
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a
         .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 address"))?;
-    let prefix: u8 = p
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("'{s}': bad prefix length"))?;
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    let prefix: u8 = match p {
+        None => max,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("'{s}': bad prefix length"))?,
+    };
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!("'{s}' cannot be a virtual address"));
+    }
     Ok(Vip { addr, prefix })
 }
 
@@ -362,8 +374,59 @@ impl Config {
                     "at least one address is needed".into(),
                 ));
             }
+            let mut vips = Vec::new();
             for v in &i.virtual_ipaddress {
-                parse_vip(v).map_err(|m| bad("virtual_ipaddress", m))?;
+                vips.push(parse_vip(v).map_err(|m| bad("virtual_ipaddress", m))?);
+            }
+            let ipv6 = vips[0].addr.is_ipv6();
+            if let Some(odd) = vips.iter().find(|v| v.addr.is_ipv6() != ipv6) {
+                return Err(bad(
+                    "virtual_ipaddress",
+                    format!(
+                        "{odd} is {} but {} is {}: all addresses of an instance must be of one family",
+                        family_name(odd.addr.is_ipv6()),
+                        vips[0],
+                        family_name(ipv6)
+                    ),
+                ));
+            }
+            if ipv6 && i.version != 3 {
+                let key = if line_of(text, "version", at) > 0 {
+                    "version"
+                } else {
+                    "virtual_ipaddress"
+                };
+                let mut e = bad(
+                    "version",
+                    "IPv6 virtual addresses need version = 3 (VRRPv2 is IPv4 only)".into(),
+                );
+                if let ConfigError::Invalid { line, .. } = &mut e {
+                    *line = line_of(text, key, at);
+                }
+                return Err(e);
+            }
+            for peer in &i.unicast_peer {
+                if peer.is_ipv6() != ipv6 {
+                    return Err(bad(
+                        "unicast_peer",
+                        format!(
+                            "{peer} is {} but the instance's addresses are {}",
+                            family_name(peer.is_ipv6()),
+                            family_name(ipv6)
+                        ),
+                    ));
+                }
+                if let IpAddr::V6(p) = peer {
+                    if (p.segments()[0] & 0xffc0) != 0xfe80 {
+                        return Err(bad(
+                            "unicast_peer",
+                            format!(
+                                "{peer}: IPv6 peers are given by their link-local address \
+                                 (fe80::/10), the source of their adverts (RFC 5798 5.1.2.1)"
+                            ),
+                        ));
+                    }
+                }
             }
             for t in &i.track_script {
                 if !self.vrrp_script.iter().any(|s| &s.name == t) {
@@ -400,7 +463,20 @@ impl Config {
     }
 }
 
+fn family_name(ipv6: bool) -> &'static str {
+    if ipv6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
 impl InstanceCfg {
+    /// Whether this is an IPv6 instance (its VIPs are IPv6; validated at load).
+    pub fn is_ipv6(&self) -> bool {
+        self.vips().first().is_some_and(|v| v.addr.is_ipv6())
+    }
+
     /// The protocol version.
     pub fn vrrp_version(&self) -> Version {
         if self.version == 3 {
@@ -486,10 +562,11 @@ garp_refresh = 0.0
         assert_eq!(
             i.vips(),
             vec![Vip {
-                addr: Ipv4Addr::new(192, 0, 2, 100),
+                addr: "192.0.2.100".parse().unwrap(),
                 prefix: 24
             }]
         );
+        assert!(!i.is_ipv6());
         assert_eq!(i.auth_bytes(), Some(*b"secret\0\0"));
         assert_eq!(i.advert_int_cs(), 100);
         assert_eq!(c.vrrp_script[0].weight, -60);
@@ -542,5 +619,99 @@ garp_refresh = 0.0
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("a.toml:20:"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_instances() {
+        let v6 = EXAMPLE
+            .replace("version = 2", "version = 3")
+            .replace("auth_pass = \"secret\"\n", "")
+            .replace(
+                "192.0.2.100/24",
+                "2001:db8:0:1::100/64\", \"2001:db8:0:1::101",
+            );
+        let c = Config::parse(Path::new("a.toml"), &v6).unwrap();
+        let i = &c.vrrp_instance[0];
+        assert!(i.is_ipv6());
+        assert_eq!(
+            i.vips(),
+            vec![
+                Vip {
+                    addr: "2001:db8:0:1::100".parse().unwrap(),
+                    prefix: 64
+                },
+                Vip {
+                    addr: "2001:db8:0:1::101".parse().unwrap(),
+                    prefix: 128
+                }
+            ]
+        );
+        let t = v6.replace("unicast_peer = []", "unicast_peer = [\"fe80::ff:fe00:2\"]");
+        let c = Config::parse(Path::new("a.toml"), &t).unwrap();
+        assert_eq!(
+            c.vrrp_instance[0].unicast_peer,
+            vec!["fe80::ff:fe00:2".parse::<IpAddr>().unwrap()]
+        );
+
+        // A mixed list names the key and both families.
+        let t = v6.replace("2001:db8:0:1::101", "192.0.2.101");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:27: vrrp_instance.VI_MFS.virtual_ipaddress: 192.0.2.101/32 is IPv4 but \
+             2001:db8:0:1::100/64 is IPv6: all addresses of an instance must be of one family"
+        );
+        // IPv6 needs VRRPv3, reported at the version key ...
+        let t = v6.replace("version = 3", "version = 2");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:23: vrrp_instance.VI_MFS.version: IPv6 virtual addresses need version = 3 \
+             (VRRPv2 is IPv4 only)"
+        );
+        // ... or at the addresses when version is left at its default.
+        let t = v6.replace("version = 3\n", "");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.toml:26: vrrp_instance.VI_MFS.version: IPv6"),
+            "{e}"
+        );
+        // Peers of the other family, and global IPv6 peers, are refused.
+        let t = v6.replace("unicast_peer = []", "unicast_peer = [\"192.0.2.2\"]");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "a.toml:28: vrrp_instance.VI_MFS.unicast_peer: 192.0.2.2 is IPv4 but the \
+             instance's addresses are IPv6"
+        );
+        let t = v6.replace("unicast_peer = []", "unicast_peer = [\"2001:db8:0:1::2\"]");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link-local"), "{e}");
+        let t = EXAMPLE.replace("unicast_peer = []", "unicast_peer = [\"fe80::1\"]");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.toml:29: vrrp_instance.VI_MFS.unicast_peer: fe80::1 is IPv6"),
+            "{e}"
+        );
+        // Bad IPv6 prefixes and non-unicast addresses.
+        for bad in ["2001:db8::1/129", "ff02::12", "::", "::1/128"] {
+            let t = v6.replace("2001:db8:0:1::101", bad);
+            let e = Config::parse(Path::new("a.toml"), &t)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("virtual_ipaddress"), "{bad}: {e}");
+        }
     }
 }

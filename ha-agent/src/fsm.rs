@@ -8,7 +8,7 @@
 //! itself with gratuitous ARPs; operator maintenance; and operator switchover.
 
 use crate::packet::{Advert, Version};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Instance state.
@@ -55,9 +55,9 @@ pub enum Reason {
     /// The master sent priority 0 (leaving).
     MasterLeft,
     /// An advert with higher priority (or equal priority, higher address).
-    HigherPriorityPeer(Ipv4Addr, u8),
+    HigherPriorityPeer(IpAddr, u8),
     /// Preempting a lower-priority master.
-    Preempt(Ipv4Addr, u8),
+    Preempt(IpAddr, u8),
     /// A tracked script or interface failed.
     TrackFailed,
     /// Tracked objects are healthy again.
@@ -108,10 +108,11 @@ pub struct Params {
     pub preempt_delay: Duration,
     /// v2 PASS authentication.
     pub auth: Option<[u8; 8]>,
-    /// Our own address on the interface (tie-break on equal priority).
-    pub local_addr: Ipv4Addr,
+    /// Our own address on the interface: the primary IPv4 address, or the IPv6
+    /// link-local address (advert source and tie-break on equal priority).
+    pub local_addr: IpAddr,
     /// Virtual addresses.
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
 }
 
 /// Inputs of the state machine.
@@ -124,7 +125,7 @@ pub enum Event {
     /// A valid advert for our VRID (already checked: TTL, auth, checksum, length).
     Advert {
         /// Sender address.
-        src: Ipv4Addr,
+        src: IpAddr,
         /// The advert.
         advert: Advert,
     },
@@ -144,7 +145,7 @@ pub enum Event {
     /// An ha-agent backup announced itself (see [`crate::hello`]).
     PeerHello {
         /// Its address.
-        src: Ipv4Addr,
+        src: IpAddr,
         /// Its priority.
         priority: u8,
     },
@@ -186,14 +187,14 @@ pub enum SwitchoverRefused {
     NoPeer(Duration),
     /// The peer's priority makes it unable to take over.
     #[error("peer {0} advertises priority {1}, which cannot take over")]
-    PeerUnusable(Ipv4Addr, u8),
+    PeerUnusable(IpAddr, u8),
 }
 
 /// The last advert heard from another router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Peer {
     /// Its address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Its advertised priority.
     pub priority: u8,
     /// When it was heard (time since the clock's origin).
@@ -219,7 +220,7 @@ pub struct Instance {
     /// Last advert heard from another router.
     pub peer: Option<Peer>,
     /// Address of the current master (ourselves when master).
-    pub current_master: Option<Ipv4Addr>,
+    pub current_master: Option<IpAddr>,
     /// Last transition: (from, to, reason, when).
     pub last_transition: Option<(State, State, Reason, Duration)>,
 }
@@ -433,7 +434,7 @@ impl Instance {
         }
     }
 
-    fn advert(&mut self, src: Ipv4Addr, a: Advert, now: Duration, out: &mut Vec<Action>) {
+    fn advert(&mut self, src: IpAddr, a: Advert, now: Duration, out: &mut Vec<Action>) {
         if src == self.params.local_addr {
             return;
         }
@@ -475,8 +476,7 @@ impl Instance {
                 if a.priority == 0 {
                     out.push(Action::SendAdvert { priority: mine });
                     self.adver_at = Some(now + cs(self.params.advert_int_cs as u64));
-                } else if a.priority > mine
-                    || (a.priority == mine && u32::from(src) > u32::from(self.params.local_addr))
+                } else if a.priority > mine || (a.priority == mine && src > self.params.local_addr)
                 {
                     if self.params.version == Version::V3 {
                         self.master_adver_int_cs = a.interval_cs.max(1);
@@ -505,8 +505,10 @@ impl Instance {
 mod tests {
     use super::*;
 
-    const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
     fn params(version: Version, prio: u8, ai_cs: u16, preempt: bool) -> Params {
         Params {
@@ -518,7 +520,7 @@ mod tests {
             preempt_delay: Duration::ZERO,
             auth: None,
             local_addr: ME,
-            vips: vec![Ipv4Addr::new(192, 0, 2, 100)],
+            vips: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100))],
         }
     }
 
@@ -765,5 +767,41 @@ mod tests {
         i.handle(Event::Tick, ms(30_500));
         i.handle(Event::Tick, ms(34_000));
         assert_eq!(i.state, State::Master);
+    }
+
+    #[test]
+    fn ipv6_tie_break_compares_link_local_addresses() {
+        // Equal priority: the higher (link-local) address wins, as with IPv4.
+        let me = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 1));
+        let peer = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 2));
+        let mut p = params(Version::V3, 100, 100, true);
+        p.local_addr = me;
+        p.vips = vec![IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100,
+        ))];
+        let mut i = Instance::new(p);
+        i.handle(Event::Startup, ms(0));
+        i.handle(Event::Tick, ms(3610));
+        assert_eq!(i.state, State::Master);
+        let advert = |src: IpAddr| Event::Advert {
+            src,
+            advert: Advert {
+                version: Version::V3,
+                vrid: 51,
+                priority: 100,
+                interval_cs: 100,
+                auth: None,
+                addrs: vec![],
+            },
+        };
+        let lower = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1));
+        let a = i.handle(advert(lower), ms(4000));
+        assert_eq!(
+            a,
+            vec![Action::SendAdvert { priority: 100 }, Action::SendGarp]
+        );
+        let a = i.handle(advert(peer), ms(4100));
+        assert_eq!(states(&a), vec![(State::Master, State::Backup)]);
+        assert_eq!(i.current_master, Some(peer));
     }
 }

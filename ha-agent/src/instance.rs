@@ -1,20 +1,29 @@
 //! The thin shell around one VRRP instance: sockets, timers, VIPs, hooks and email.
 //!
 //! One thread owns the [`Instance`] state machine. Everything that happens reaches it as
-//! an [`Input`] on its channel (packets from a receiver thread, tracker changes, address
-//! and link events, operator commands); it feeds the machine and carries out the
+//! an [`Input`] on its channel (decoded packets from a receiver thread, tracker changes,
+//! address and link events, operator commands); it feeds the machine and carries out the
 //! returned actions in order. Hooks and email run on their own threads and never delay
 //! a transition.
+//!
+//! An instance is IPv4 or IPv6, as its VIPs are. IPv4: raw socket with our own IPv4
+//! header, advert source = the interface's primary address, gratuitous ARPs. IPv6
+//! (VRRPv3 only): raw IPv6 socket, advert source = the interface's link-local address,
+//! unsolicited neighbour advertisements where IPv4 sends gratuitous ARPs.
 
 use crate::config::{InstanceCfg, Vip};
 use crate::email::{Mailer, RoleChange};
 use crate::fsm::{Action, Event, Instance, Params, Peer, Reason, State};
-use crate::net::{GarpSender, NetEvent, Netlink, VrrpSocket};
+use crate::net::{GarpSender, NetEvent, Netlink, Vrrp6Socket, VrrpSocket};
 use crate::notify::{HookJob, Notifier};
-use crate::packet::{decode_ip, encode_ip, Advert, Checksum, Version, VRRP_GROUP};
+use crate::packet::{
+    decode_ip, decode_v6, encode_ip, Advert, Checksum, DecodeError, Received, Version, VRRP_GROUP,
+    VRRP_GROUP6,
+};
+use crate::track::TrackerStatus;
 use crate::validate::{check, Expect, Reject, RejectCounters};
 use serde::Serialize;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,14 +32,18 @@ use tracing::{error, info, info_span, warn};
 /// Messages to an instance thread.
 #[derive(Debug)]
 pub enum Input {
-    /// A raw packet from the VRRP socket.
-    Packet(Vec<u8>),
-    /// Tracked priority delta and fault flag.
+    /// A packet from the VRRP socket, decoded (or why it could not be).
+    Packet(Box<Result<Received, DecodeError>>),
+    /// Nothing happened; lets the receiver thread notice that the instance is gone.
+    Idle,
+    /// Tracked priority delta and fault flag, with the trackers behind them.
     Track {
         /// Sum of weights.
         delta: i32,
         /// A weight-0 tracker failed or a tracked interface is down.
         fault: bool,
+        /// Every tracker of the instance, for `status`.
+        trackers: Vec<TrackerStatus>,
     },
     /// Kernel address or link event.
     Net(NetEvent),
@@ -64,18 +77,24 @@ pub struct Status {
     pub priority: u8,
     /// Configured priority.
     pub base_priority: u8,
+    /// Address family of the instance: `"IPv4"` or `"IPv6"`.
+    pub family: &'static str,
+    /// Our advert source address (primary IPv4, or IPv6 link-local).
+    pub local: IpAddr,
     /// Address of the current master, if known.
-    pub master: Option<Ipv4Addr>,
+    pub master: Option<IpAddr>,
     /// Last transition: from, to, reason, seconds since the Unix epoch.
     pub last_transition: Option<(State, State, String, f64)>,
     /// Last advert from a peer.
-    pub peer: Option<(Ipv4Addr, u8)>,
+    pub peer: Option<(IpAddr, u8)>,
     /// Maintenance mode.
     pub maintenance: bool,
     /// Tracker delta and fault.
     pub track_delta: i32,
     /// A tracker forces FAULT.
     pub track_fault: bool,
+    /// Each tracker (scripts, then interfaces) with its state and contribution.
+    pub trackers: Vec<TrackerStatus>,
     /// Adverts sent.
     pub adverts_sent: u64,
     /// Valid adverts received.
@@ -101,10 +120,16 @@ pub struct Env {
     pub hello: Arc<crate::hello::HelloSocket>,
 }
 
+/// The VRRP socket of an instance's family.
+enum Sock {
+    V4(Arc<VrrpSocket>),
+    V6(Arc<Vrrp6Socket>),
+}
+
 struct Shell {
     cfg: InstanceCfg,
     fsm: Instance,
-    sock: Arc<VrrpSocket>,
+    sock: Sock,
     nl: Netlink,
     garp: GarpSender,
     ifindex: u32,
@@ -118,11 +143,11 @@ struct Shell {
     pending_switchover: Option<(Instant, Sender<Result<String, String>>)>,
     last_reject_log: Option<Instant>,
     next_garp_refresh: Option<Instant>,
-    hello_dst: Ipv4Addr,
+    hello_dst: SocketAddr,
     next_hello: Instant,
 }
 
-fn params(cfg: &InstanceCfg, local: Ipv4Addr) -> Params {
+fn params(cfg: &InstanceCfg, local: IpAddr) -> Params {
     Params {
         version: cfg.vrrp_version(),
         vrid: cfg.virtual_router_id,
@@ -136,6 +161,34 @@ fn params(cfg: &InstanceCfg, local: Ipv4Addr) -> Params {
     }
 }
 
+/// Whether a reloaded `new` configuration of an instance can be applied to the running
+/// instance (see [`Input::Reload`]) or needs it stopped and started again: a change of
+/// interface, address family, or multicast/unicast mode needs other sockets.
+pub fn restart_needed(old: &InstanceCfg, new: &InstanceCfg) -> bool {
+    old.interface != new.interface
+        || old.is_ipv6() != new.is_ipv6()
+        || old.unicast_peer.is_empty() != new.unicast_peer.is_empty()
+}
+
+/// How long an IPv6 instance waits at start for its interface's link-local address to
+/// leave the tentative state (duplicate address detection takes about 1 s by default).
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(10);
+
+/// The interface's usable link-local address, waiting up to [`LINK_LOCAL_WAIT`] while it
+/// is still tentative.
+fn wait_link_local(ifname: &str) -> std::io::Result<Ipv6Addr> {
+    let deadline = Instant::now() + LINK_LOCAL_WAIT;
+    loop {
+        match crate::net::link_local_ipv6(ifname) {
+            Ok(a) => return Ok(a),
+            Err(e) if Instant::now() < deadline && e.to_string().contains("tentative") => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Starts an instance: opens its sockets, removes leftover VIPs and enters BACKUP (or
 /// MASTER for an address owner). Returns the input channel and the status handle.
 pub fn spawn(
@@ -144,19 +197,38 @@ pub fn spawn(
 ) -> anyhow::Result<(Sender<Input>, SharedStatus, std::thread::JoinHandle<()>)> {
     let info = crate::net::if_info(&cfg.interface)?;
     let vips = cfg.vips();
-    let vip_addrs: Vec<Ipv4Addr> = vips.iter().map(|v| v.addr).collect();
-    let local = crate::net::primary_ipv4(&cfg.interface, &vip_addrs)?;
-    let prefix = info
-        .addrs
-        .iter()
-        .find(|(a, _)| *a == local)
-        .map(|(_, p)| *p)
-        .unwrap_or(24);
-    let hello_dst = crate::hello::broadcast(local, prefix);
-    let sock = Arc::new(VrrpSocket::open(
-        &cfg.interface,
-        cfg.unicast_peer.is_empty(),
-    )?);
+    let multicast = cfg.unicast_peer.is_empty();
+    let (local, hello_dst, sock) = if cfg.is_ipv6() {
+        let local = wait_link_local(&cfg.interface)?;
+        let sock = Vrrp6Socket::open(&cfg.interface, multicast)?;
+        (
+            IpAddr::V6(local),
+            crate::hello::ipv6_destination(info.index),
+            Sock::V6(Arc::new(sock)),
+        )
+    } else {
+        let vip_addrs: Vec<Ipv4Addr> = vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let local = crate::net::primary_ipv4(&cfg.interface, &vip_addrs)?;
+        let prefix = info
+            .addrs
+            .iter()
+            .find(|(a, _)| *a == local)
+            .map(|(_, p)| *p)
+            .unwrap_or(24);
+        let dst = crate::hello::broadcast(local, prefix);
+        let sock = VrrpSocket::open(&cfg.interface, multicast)?;
+        (
+            IpAddr::V4(local),
+            SocketAddr::from((dst, crate::hello::HELLO_PORT)),
+            Sock::V4(Arc::new(sock)),
+        )
+    };
     let nl = Netlink::open()?;
     let garp = GarpSender::open(&cfg.interface)?;
     let fsm = Instance::new(params(&cfg, local));
@@ -165,44 +237,56 @@ pub fn spawn(
         state: State::Init,
         priority: cfg.priority,
         base_priority: cfg.priority,
+        family: if local.is_ipv6() { "IPv6" } else { "IPv4" },
+        local,
         master: None,
         last_transition: None,
         peer: None,
         maintenance: false,
         track_delta: 0,
         track_fault: false,
+        trackers: Vec::new(),
         adverts_sent: 0,
         adverts_received: 0,
         rejected: RejectCounters::default(),
         vips: cfg.virtual_ipaddress.clone(),
     }));
     let (tx, rx) = mpsc::channel();
-    // Receiver thread: raw packets into the channel.
+    // Receiver thread: decoded packets into the channel (decoding is pure, and the
+    // IPv6 socket's ancillary data is at hand here).
     {
-        let sock = Arc::clone(&sock);
+        let sock = match &sock {
+            Sock::V4(s) => Sock::V4(Arc::clone(s)),
+            Sock::V6(s) => Sock::V6(Arc::clone(s)),
+        };
         let tx = tx.clone();
         let name = cfg.name.clone();
         std::thread::Builder::new()
             .name(format!("vrrp-rx-{name}"))
             .spawn(move || {
-                let mut buf = vec![0u8; 2048];
+                let mut buf = vec![0u8; 4096];
+                let wait = Duration::from_millis(500);
                 loop {
-                    match sock.recv(&mut buf, Duration::from_millis(500)) {
-                        Ok(Some(n)) => {
-                            if tx.send(Input::Packet(buf[..n].to_vec())).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {
-                            // Stop when the instance thread is gone.
-                            if tx.send(Input::Packet(Vec::new())).is_err() {
-                                return;
-                            }
-                        }
+                    let got = match &sock {
+                        Sock::V4(s) => s
+                            .recv(&mut buf, wait)
+                            .map(|r| r.map(|n| decode_ip(&buf[..n]))),
+                        Sock::V6(s) => s.recv(&mut buf, wait).map(|r| {
+                            r.map(|d| decode_v6(&buf[..d.len], d.src, d.dst, d.hop_limit))
+                        }),
+                    };
+                    let input = match got {
+                        Ok(Some(r)) => Input::Packet(Box::new(r)),
+                        Ok(None) => Input::Idle,
                         Err(e) => {
                             warn!(instance = %name, "VRRP receive error: {e}");
                             std::thread::sleep(Duration::from_millis(200));
+                            Input::Idle
                         }
+                    };
+                    // Stop when the instance thread is gone.
+                    if tx.send(input).is_err() {
+                        return;
                     }
                 }
             })?;
@@ -254,13 +338,18 @@ impl Shell {
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_millis(200));
             match rx.recv_timeout(wait) {
-                Ok(Input::Packet(p)) if p.is_empty() => {}
-                Ok(Input::Packet(p)) => self.packet(&p),
-                Ok(Input::Track { delta, fault }) => {
+                Ok(Input::Idle) => {}
+                Ok(Input::Packet(p)) => self.packet(*p),
+                Ok(Input::Track {
+                    delta,
+                    fault,
+                    trackers,
+                }) => {
                     {
                         let mut s = self.status.lock().unwrap();
                         s.track_delta = delta;
                         s.track_fault = fault;
+                        s.trackers = trackers;
                     }
                     let a = self.fsm.handle(Event::Track { delta, fault }, self.now());
                     self.apply(a);
@@ -307,14 +396,14 @@ impl Shell {
         }
     }
 
-    fn packet(&mut self, p: &[u8]) {
+    fn packet(&mut self, p: Result<Received, DecodeError>) {
         let expect = Expect {
             vrid: self.cfg.virtual_router_id,
             version: self.cfg.vrrp_version(),
             auth: self.cfg.auth_bytes(),
             interval_cs: self.cfg.advert_int_cs(),
         };
-        let r = match decode_ip(p) {
+        let r = match p {
             Ok(r) => check(&r, &expect).map(|_| r),
             Err(e) => Err(Reject::from_decode(&e)),
         };
@@ -358,21 +447,37 @@ impl Shell {
             auth: self.cfg.auth_bytes(),
             addrs: self.vips.iter().map(|v| v.addr).collect(),
         };
-        let targets: Vec<Ipv4Addr> = if self.cfg.unicast_peer.is_empty() {
-            vec![VRRP_GROUP]
-        } else {
+        let targets: Vec<IpAddr> = if !self.cfg.unicast_peer.is_empty() {
             self.cfg.unicast_peer.clone()
+        } else if local.is_ipv6() {
+            vec![VRRP_GROUP6.into()]
+        } else {
+            vec![VRRP_GROUP.into()]
         };
         for dst in targets {
-            // keepalived's default v3 checksum includes the pseudo-header.
+            // keepalived's default v3 checksum includes the pseudo-header (the only
+            // form over IPv6).
             let mode = if advert.version == Version::V3 {
                 Checksum::PseudoHeader
             } else {
                 Checksum::Plain
             };
-            self.ip_id = self.ip_id.wrapping_add(1);
-            let pkt = encode_ip(local, dst, self.ip_id, &advert.encode(local, dst, mode));
-            if let Err(e) = self.sock.send(&pkt, dst) {
+            let sent = match (&self.sock, local, dst) {
+                (Sock::V4(s), IpAddr::V4(src), IpAddr::V4(dst)) => {
+                    self.ip_id = self.ip_id.wrapping_add(1);
+                    let pkt = encode_ip(src, dst, self.ip_id, &advert.encode(src, dst, mode));
+                    s.send(&pkt, dst)
+                }
+                (Sock::V6(s), IpAddr::V6(src), IpAddr::V6(dst)) => {
+                    s.send(&advert.encode(src, dst, mode), src, dst)
+                }
+                // Excluded by config validation (one family per instance).
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "address family mismatch",
+                )),
+            };
+            if let Err(e) = sent {
                 warn!("advert send to {dst} failed: {e}");
             }
         }
@@ -398,15 +503,40 @@ impl Shell {
         self.next_garp_refresh = None;
     }
 
+    /// Announces the VIPs: gratuitous ARPs for IPv4, unsolicited neighbour
+    /// advertisements for IPv6, `garp_repeat` rounds `garp_interval` apart.
     fn send_garp(&self) {
-        let vips: Vec<Ipv4Addr> = self.vips.iter().map(|v| v.addr).collect();
-        if let Err(e) = self.garp.send_burst(
-            self.mac,
-            &vips,
-            self.cfg.garp_repeat,
-            Duration::from_secs_f64(self.cfg.garp_interval),
-        ) {
-            warn!("gratuitous ARP failed: {e}");
+        let interval = Duration::from_secs_f64(self.cfg.garp_interval);
+        let repeat = self.cfg.garp_repeat;
+        let v4: Vec<Ipv4Addr> = self
+            .vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<Ipv6Addr> = self
+            .vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if !v4.is_empty() {
+            if let Err(e) = self.garp.send_burst(self.mac, &v4, repeat, interval) {
+                warn!("gratuitous ARP failed: {e}");
+            }
+        }
+        if !v6.is_empty() {
+            let router = crate::net::ipv6_forwarding(&self.cfg.interface);
+            if let Err(e) = self
+                .garp
+                .send_na_burst(self.mac, &v6, router, repeat, interval)
+            {
+                warn!("unsolicited neighbour advertisement failed: {e}");
+            }
         }
     }
 
@@ -570,6 +700,7 @@ impl Shell {
     }
 
     /// Applies a reloaded configuration without dropping VIPs that did not change.
+    /// Interface, family and multicast mode are the same (see [`restart_needed`]).
     fn reload(&mut self, cfg: InstanceCfg) {
         let new_vips = cfg.vips();
         if self.fsm.state == State::Master {

@@ -96,6 +96,17 @@ fn client(socket: &Path, req: Request, json: bool) -> anyhow::Result<()> {
                 i["last_transition"],
                 i["rejected"],
             );
+            for t in i["trackers"].as_array().into_iter().flatten() {
+                println!(
+                    "  track {} {}: {} weight {} contribution {}{}",
+                    t["kind"].as_str().unwrap_or("?"),
+                    t["name"].as_str().unwrap_or("?"),
+                    t["state"].as_str().unwrap_or("?"),
+                    t["weight"],
+                    t["contribution"],
+                    if t["fault"] == true { " (FAULT)" } else { "" },
+                );
+            }
         }
     } else {
         println!("{}", r.message);
@@ -109,11 +120,19 @@ fn client(socket: &Path, req: Request, json: bool) -> anyhow::Result<()> {
 /// The input channels of the running instances, by name.
 type Senders = Arc<Mutex<Vec<(String, Sender<Input>)>>>;
 
+/// The status handles of the running instances, in configuration order.
+type Statuses = Arc<Mutex<Vec<(String, SharedStatus)>>>;
+
 struct Running {
+    cfg: antler_ha_agent::config::InstanceCfg,
     tx: Sender<Input>,
     status: SharedStatus,
     handle: std::thread::JoinHandle<()>,
 }
+
+/// The configuration the tracker thread works from, with a generation number that a
+/// reload bumps.
+type SharedConfig = Arc<Mutex<(u64, Config)>>;
 
 fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(cfg_path)?;
@@ -142,76 +161,30 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     for i in &cfg.vrrp_instance {
         let (tx, status, handle) = instance::spawn(i.clone(), Arc::clone(&env))
             .with_context(|| format!("instance {}", i.name))?;
-        running.insert(i.name.clone(), Running { tx, status, handle });
+        running.insert(
+            i.name.clone(),
+            Running {
+                cfg: i.clone(),
+                tx,
+                status,
+                handle,
+            },
+        );
     }
-    let senders: Senders = Arc::new(Mutex::new(
-        running
-            .iter()
-            .map(|(n, r)| (n.clone(), r.tx.clone()))
-            .collect(),
-    ));
+    let senders: Senders = Arc::new(Mutex::new(Vec::new()));
+    let statuses: Statuses = Arc::new(Mutex::new(Vec::new()));
+    publish(&cfg, &running, &senders, &statuses);
 
     // Trackers: scripts and interfaces combine into (delta, fault) per instance.
-    let (track_tx, track_rx) = mpsc::channel::<track::TrackUpdate>();
-    let mut trackers = Vec::new();
-    for s in &cfg.vrrp_script {
-        trackers.push(track::ScriptTracker::start(s.clone(), track_tx.clone()));
-    }
+    let shared_cfg: SharedConfig = Arc::new(Mutex::new((0, cfg.clone())));
     let link_state: Arc<Mutex<HashMap<u32, bool>>> = Arc::new(Mutex::new(HashMap::new()));
     {
-        let cfg = cfg.clone();
+        let shared_cfg = Arc::clone(&shared_cfg);
         let senders = Arc::clone(&senders);
         let link_state = Arc::clone(&link_state);
         std::thread::Builder::new()
             .name("trackers".into())
-            .spawn(move || {
-                let mut script_ok: HashMap<String, bool> = cfg
-                    .vrrp_script
-                    .iter()
-                    .map(|s| (s.name.clone(), true))
-                    .collect();
-                let mut last: HashMap<String, (i32, bool)> = HashMap::new();
-                loop {
-                    let update = track_rx.recv_timeout(Duration::from_millis(250));
-                    match update {
-                        Ok(u) => {
-                            script_ok.insert(u.name, u.ok);
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    }
-                    for i in &cfg.vrrp_instance {
-                        let mut weights: Vec<(i32, bool)> = i
-                            .track_script
-                            .iter()
-                            .filter_map(|n| cfg.vrrp_script.iter().find(|s| &s.name == n))
-                            .map(|s| (s.weight, *script_ok.get(&s.name).unwrap_or(&true)))
-                            .collect();
-                        for ifname in i
-                            .track_interface
-                            .iter()
-                            .chain(std::iter::once(&i.interface))
-                        {
-                            let up = if_info(ifname)
-                                .map(|x| *link_state.lock().unwrap().get(&x.index).unwrap_or(&x.up))
-                                .unwrap_or(false);
-                            weights.push((0, up));
-                        }
-                        let v = track::combine(&weights);
-                        if last.get(&i.name) != Some(&v) {
-                            last.insert(i.name.clone(), v);
-                            for (n, tx) in senders.lock().unwrap().iter() {
-                                if n == &i.name {
-                                    let _ = tx.send(Input::Track {
-                                        delta: v.0,
-                                        fault: v.1,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
-            })?;
+            .spawn(move || track_loop(shared_cfg, senders, link_state))?;
     }
 
     // Backup hellos from peers, to every instance (each filters on its VRID).
@@ -264,9 +237,6 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     }
 
     // Operator control.
-    let statuses: Arc<Mutex<Vec<SharedStatus>>> = Arc::new(Mutex::new(
-        running.values().map(|r| Arc::clone(&r.status)).collect(),
-    ));
     let reload_requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let senders = Arc::clone(&senders);
@@ -282,28 +252,17 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     }
     info!(instances = running.len(), socket = %socket.display(), "ha-agent running");
 
+    let mut current = cfg;
     while !signals.shutdown_requested() {
         if signals.take_reload()
             || reload_requested.swap(false, std::sync::atomic::Ordering::Relaxed)
         {
             match Config::load(cfg_path) {
                 Ok(new) => {
-                    for i in &new.vrrp_instance {
-                        match running.get(&i.name) {
-                            Some(r) => {
-                                let _ = r.tx.send(Input::Reload(Box::new(i.clone())));
-                            }
-                            None => {
-                                warn!(instance = %i.name, "new instance in the reloaded config: restart ha-agent to start it")
-                            }
-                        }
-                    }
-                    for n in running
-                        .keys()
-                        .filter(|n| !new.vrrp_instance.iter().any(|i| &i.name == *n))
-                    {
-                        warn!(instance = %n, "instance removed from the config: restart ha-agent to stop it");
-                    }
+                    reload(&current, &new, &mut running, &env, &senders, &statuses);
+                    let mut g = shared_cfg.lock().unwrap();
+                    *g = (g.0 + 1, new.clone());
+                    current = new;
                     info!("reload: configuration applied");
                 }
                 Err(e) => error!("reload refused: {e}"),
@@ -312,13 +271,15 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     info!("shutting down");
+    senders.lock().unwrap().clear();
     for r in running.values() {
         let _ = r.tx.send(Input::Shutdown);
     }
     for (_, r) in running.drain() {
         let _ = r.handle.join();
     }
-    drop(trackers);
+    // Stops the script checks (the tracker thread owns them).
+    shared_cfg.lock().unwrap().0 = u64::MAX;
     // The instances are gone; drop our handle on the shared environment so the notifier
     // and the mailer can be shut down (flushing the STOP hook and mail) below.
     drop(env);
@@ -334,10 +295,214 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rebuilds the instance channel and status lists from `running`, in `cfg`'s order.
+fn publish(
+    cfg: &Config,
+    running: &HashMap<String, Running>,
+    senders: &Senders,
+    statuses: &Statuses,
+) {
+    let order = cfg
+        .vrrp_instance
+        .iter()
+        .filter_map(|i| running.get(&i.name).map(|r| (i.name.clone(), r)));
+    let (s, t): (Vec<_>, Vec<_>) = order
+        .map(|(n, r)| ((n.clone(), r.tx.clone()), (n, Arc::clone(&r.status))))
+        .unzip();
+    *senders.lock().unwrap() = s;
+    *statuses.lock().unwrap() = t;
+}
+
+/// Applies a new configuration: stops the instances that are gone (as at shutdown:
+/// priority-0 advert if master, VIPs removed, STOP hook and mail), hands the others
+/// their new settings (VIPs that did not change stay), and starts the new ones. An
+/// instance whose interface, address family or multicast mode changed is stopped and
+/// started again.
+fn reload(
+    old: &Config,
+    new: &Config,
+    running: &mut HashMap<String, Running>,
+    env: &Arc<Env>,
+    senders: &Senders,
+    statuses: &Statuses,
+) {
+    if old.global != new.global || old.smtp != new.smtp {
+        warn!("reload: [global] and [smtp] changes take effect at the next restart");
+    }
+    let stop: Vec<String> = running
+        .iter()
+        .filter(|(n, r)| {
+            new.vrrp_instance
+                .iter()
+                .find(|i| &i.name == *n)
+                .is_none_or(|i| instance::restart_needed(&r.cfg, i))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Nobody may address the leaving instances any more.
+    senders.lock().unwrap().retain(|(n, _)| !stop.contains(n));
+    statuses.lock().unwrap().retain(|(n, _)| !stop.contains(n));
+    for n in &stop {
+        let r = running.remove(n).expect("listed above");
+        let restart = new.vrrp_instance.iter().any(|i| &i.name == n);
+        if restart {
+            info!(instance = %n, "reload: interface, address family or multicast mode changed; restarting the instance");
+        } else {
+            info!(instance = %n, "reload: instance removed from the configuration; stopping it");
+        }
+        let _ = r.tx.send(Input::Shutdown);
+        let _ = r.handle.join();
+    }
+    for i in &new.vrrp_instance {
+        match running.get_mut(&i.name) {
+            Some(r) => {
+                let _ = r.tx.send(Input::Reload(Box::new(i.clone())));
+                r.cfg = i.clone();
+            }
+            None => match instance::spawn(i.clone(), Arc::clone(env)) {
+                Ok((tx, status, handle)) => {
+                    info!(instance = %i.name, "reload: instance started");
+                    running.insert(
+                        i.name.clone(),
+                        Running {
+                            cfg: i.clone(),
+                            tx,
+                            status,
+                            handle,
+                        },
+                    );
+                }
+                Err(e) => error!(instance = %i.name, "reload: cannot start the instance: {e:#}"),
+            },
+        }
+    }
+    publish(new, running, senders, statuses);
+}
+
+/// The tracker thread: runs the `[[vrrp_script]]` checks of the current configuration
+/// (restarting those a reload changed), watches tracked interfaces, and sends every
+/// instance its trackers and their combined `(delta, fault)` when they change.
+fn track_loop(
+    shared_cfg: SharedConfig,
+    senders: Senders,
+    link_state: Arc<Mutex<HashMap<u32, bool>>>,
+) {
+    let (track_tx, track_rx) = mpsc::channel::<track::TrackUpdate>();
+    let mut scripts: HashMap<String, (antler_ha_agent::config::Script, track::ScriptTracker)> =
+        HashMap::new();
+    // Health of each script: None until its first result.
+    let mut script_ok: HashMap<String, Option<bool>> = HashMap::new();
+    let mut generation = None;
+    let mut cfg = shared_cfg.lock().unwrap().1.clone();
+    let mut last: HashMap<String, Vec<track::TrackerStatus>> = HashMap::new();
+    loop {
+        let (g, c) = {
+            let guard = shared_cfg.lock().unwrap();
+            (
+                guard.0,
+                if Some(guard.0) != generation {
+                    Some(guard.1.clone())
+                } else {
+                    None
+                },
+            )
+        };
+        if g == u64::MAX {
+            return; // the daemon is stopping; dropping `scripts` stops every check
+        }
+        if let Some(c) = c {
+            generation = Some(g);
+            cfg = c;
+            // Stop the checks that are gone or changed, forget what they reported...
+            let changed: Vec<String> = scripts
+                .iter()
+                .filter(|(n, (s, _))| !cfg.vrrp_script.iter().any(|x| &x.name == *n && x == s))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in &changed {
+                if let Some((_, t)) = scripts.remove(n) {
+                    t.stop();
+                }
+            }
+            while let Ok(u) = track_rx.try_recv() {
+                if !changed.contains(&u.name) {
+                    script_ok.insert(u.name, Some(u.ok));
+                }
+            }
+            for n in &changed {
+                script_ok.remove(n);
+            }
+            // ...and start the new ones.
+            for s in &cfg.vrrp_script {
+                if !scripts.contains_key(&s.name) {
+                    script_ok.insert(s.name.clone(), None);
+                    let t = track::ScriptTracker::start(s.clone(), track_tx.clone());
+                    scripts.insert(s.name.clone(), (s.clone(), t));
+                }
+            }
+            // Every instance hears again (a restarted one starts from nothing).
+            last.clear();
+        }
+        match track_rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(u) => {
+                script_ok.insert(u.name, Some(u.ok));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        for i in &cfg.vrrp_instance {
+            let mut trackers: Vec<track::TrackerStatus> = i
+                .track_script
+                .iter()
+                .filter_map(|n| cfg.vrrp_script.iter().find(|s| &s.name == n))
+                .map(|s| {
+                    track::TrackerStatus::new(
+                        track::TrackerKind::Script,
+                        &s.name,
+                        s.weight,
+                        script_ok.get(&s.name).copied().flatten(),
+                    )
+                })
+                .collect();
+            let mut ifaces: Vec<&String> = i.track_interface.iter().collect();
+            if !ifaces.contains(&&i.interface) {
+                ifaces.push(&i.interface);
+            }
+            for ifname in ifaces {
+                let up = if_info(ifname)
+                    .map(|x| *link_state.lock().unwrap().get(&x.index).unwrap_or(&x.up))
+                    .unwrap_or(false);
+                trackers.push(track::TrackerStatus::new(
+                    track::TrackerKind::Interface,
+                    ifname,
+                    0,
+                    Some(up),
+                ));
+            }
+            if last.get(&i.name) != Some(&trackers) {
+                let (delta, fault) = track::combine_status(&trackers);
+                for (n, tx) in senders.lock().unwrap().iter() {
+                    if n == &i.name
+                        && tx
+                            .send(Input::Track {
+                                delta,
+                                fault,
+                                trackers: trackers.clone(),
+                            })
+                            .is_ok()
+                    {
+                        last.insert(i.name.clone(), trackers.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn handle(
     req: Request,
     senders: &Mutex<Vec<(String, Sender<Input>)>>,
-    statuses: &Mutex<Vec<SharedStatus>>,
+    statuses: &Mutex<Vec<(String, SharedStatus)>>,
     reload: &std::sync::atomic::AtomicBool,
 ) -> Reply {
     let to_instance = |name: &str, cmd: Command| -> Reply {
@@ -386,7 +551,7 @@ fn handle(
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|s| s.lock().unwrap().clone())
+                .map(|(_, s)| s.lock().unwrap().clone())
                 .collect();
             Reply {
                 ok: true,

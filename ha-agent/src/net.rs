@@ -1,11 +1,16 @@
-//! Linux networking for the agent: interface facts, the VRRP raw socket, virtual
-//! address management and change notifications over rtnetlink, and gratuitous ARP.
+//! Linux networking for the agent: interface facts, the VRRP raw sockets, virtual
+//! address management and change notifications over rtnetlink, and gratuitous ARP /
+//! unsolicited neighbour advertisements.
 //!
-//! - [`if_info`] / [`primary_ipv4`]: index, MAC, state and IPv4 addresses of a link.
-//! - [`VrrpSocket`]: raw IP protocol 112 socket bound to an interface.
-//! - [`Netlink`]: add / delete / query IPv4 addresses (hand-written `NETLINK_ROUTE`).
-//! - [`NetMonitor`]: link up/down and IPv4 address add/remove events.
-//! - [`GarpSender`]: `AF_PACKET` socket sending [`crate::packet::garp_frame`]s.
+//! - [`if_info`] / [`primary_ipv4`] / [`link_local_ipv6`]: index, MAC, state and
+//!   addresses of a link; the advert source address of each family.
+//! - [`VrrpSocket`]: raw IPv4 protocol 112 socket bound to an interface.
+//! - [`Vrrp6Socket`]: raw IPv6 protocol 112 socket bound to an interface.
+//! - [`Netlink`]: add / delete / query IPv4 and IPv6 addresses (hand-written
+//!   `NETLINK_ROUTE`).
+//! - [`NetMonitor`]: link up/down and IPv4/IPv6 address add/remove events.
+//! - [`GarpSender`]: `AF_PACKET` socket sending [`crate::packet::garp_frame`]s and
+//!   [`crate::packet::na_frame`]s.
 //!
 //! Everything here works in the network namespace of the *calling thread* at the
 //! time a socket is opened (nothing reads `/sys`, whose view is fixed at mount time),
@@ -16,15 +21,17 @@
 
 mod garp;
 mod netlink;
-mod sys;
+pub(crate) mod sys;
+mod vrrp6_socket;
 mod vrrp_socket;
 
 pub use garp::GarpSender;
 pub use netlink::{NetEvent, NetMonitor, Netlink};
+pub use vrrp6_socket::{Datagram6, Vrrp6Socket};
 pub use vrrp_socket::VrrpSocket;
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 /// What failed, and on which interface or address. Converted into `io::Error` (same
@@ -49,7 +56,7 @@ pub enum NetError {
         /// The interface, as `"name (index N)"`, or `"index N"` when it has no name.
         iface: String,
         /// The address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Its prefix length.
         prefix: u8,
         /// The underlying error (the kernel's errno for a refused request).
@@ -73,6 +80,17 @@ pub enum NetError {
         /// The addresses that were excluded.
         exclude: Vec<Ipv4Addr>,
     },
+    /// The interface has no usable IPv6 link-local address to send adverts from.
+    #[error(
+        "interface {ifname}: no usable IPv6 link-local address{}",
+        if *.tentative { " (only a tentative one: duplicate address detection has not finished)" } else { " (is IPv6 enabled on it?)" }
+    )]
+    NoLinkLocal {
+        /// Interface name.
+        ifname: String,
+        /// A link-local address exists but is still tentative (or failed DAD).
+        tentative: bool,
+    },
 }
 
 fn kernel_hint(msg: &Option<String>) -> String {
@@ -89,7 +107,7 @@ impl NetError {
             NetError::Interface { error, .. }
             | NetError::Address { error, .. }
             | NetError::Netlink { error, .. } => Some(error),
-            NetError::NoPrimaryAddress { .. } => None,
+            NetError::NoPrimaryAddress { .. } | NetError::NoLinkLocal { .. } => None,
         }
     }
 }
@@ -134,6 +152,9 @@ pub struct IfInfo {
     pub up: bool,
     /// IPv4 addresses with prefix lengths, in the kernel's order (primaries first).
     pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses with prefix lengths, in the kernel's order (link-local and
+    /// tentative ones included).
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// Reads index, MAC, state and IPv4 addresses of interface `name` over rtnetlink
@@ -155,20 +176,65 @@ pub fn if_info(name: &str) -> io::Result<IfInfo> {
         .link_by_name(name)
         .map_err(|(e, _)| e)
         .map_err(fail("look up link"))?;
-    let addrs = nl
+    let all: Vec<_> = nl
         .dump_addrs()
         .map_err(|(e, _)| e)
-        .map_err(fail("list IPv4 addresses"))?
+        .map_err(fail("list addresses"))?
         .into_iter()
         .filter(|a| a.ifindex == link.ifindex)
-        .map(|a| (a.addr, a.prefix))
+        .collect();
+    let addrs = all
+        .iter()
+        .filter_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some((v4, a.prefix)),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let addrs6 = all
+        .iter()
+        .filter_map(|a| match a.addr {
+            IpAddr::V6(v6) => Some((v6, a.prefix)),
+            IpAddr::V4(_) => None,
+        })
         .collect();
     Ok(IfInfo {
         index: link.ifindex,
         mac: link.mac,
         up: netlink::link_flags_up(link.flags),
         addrs,
+        addrs6,
     })
+}
+
+/// The IPv6 link-local address of interface `name` that duplicate address detection
+/// has cleared: the source of VRRPv3 adverts over IPv6 (RFC 5798 §5.1.2.1) and the
+/// tie-break address. Fails with `AddrNotAvailable` when there is none (IPv6 disabled,
+/// or the address is still tentative: the error says which).
+pub fn link_local_ipv6(name: &str) -> io::Result<Ipv6Addr> {
+    let fail = |error: io::Error| -> io::Error {
+        NetError::Interface {
+            ifname: name.to_string(),
+            op: "list addresses",
+            error,
+        }
+        .into()
+    };
+    let nl = Netlink::open().map_err(fail)?;
+    let link = nl.link_by_name(name).map_err(|(e, _)| fail(e))?;
+    let all: Vec<_> = nl
+        .dump_addrs()
+        .map_err(|(e, _)| fail(e))?
+        .into_iter()
+        .filter(|a| a.ifindex == link.ifindex)
+        .collect();
+    if let Some(a) = all.iter().find_map(|a| a.usable_link_local()) {
+        return Ok(a);
+    }
+    Err(NetError::NoLinkLocal {
+        ifname: name.to_string(),
+        tentative: all.iter().any(|a| a.is_link_local6()),
+    }
+    .into())
 }
 
 /// The first IPv4 address of interface `name` that is not in `exclude` (the virtual
@@ -187,4 +253,15 @@ pub fn primary_ipv4(name: &str, exclude: &[Ipv4Addr]) -> io::Result<Ipv4Addr> {
             }
             .into()
         })
+}
+
+/// Whether interface `name` forwards IPv6 (`net.ipv6.conf.NAME.forwarding`), which
+/// decides the router flag of its neighbour advertisements. Read from `/proc/sys` in
+/// the namespace of the calling process; false when unreadable.
+pub fn ipv6_forwarding(name: &str) -> bool {
+    if name.contains('/') || name.starts_with('.') {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
+        .is_ok_and(|v| v.trim() == "1")
 }

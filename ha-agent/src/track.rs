@@ -54,14 +54,87 @@ pub fn combine(weights: &[(i32, bool)]) -> (i32, bool) {
     let mut delta = 0i32;
     let mut fault = false;
     for &(weight, ok) in weights {
-        match (weight, ok) {
-            (0, false) => fault = true,
-            (w, false) if w < 0 => delta = delta.saturating_add(w),
-            (w, true) if w > 0 => delta = delta.saturating_add(w),
-            _ => {}
-        }
+        let (d, f) = contribution(weight, ok);
+        delta = delta.saturating_add(d);
+        fault |= f;
     }
     (delta, fault)
+}
+
+/// What one tracker adds to [`combine`]: `(priority delta, forces FAULT)`.
+pub fn contribution(weight: i32, ok: bool) -> (i32, bool) {
+    match (weight, ok) {
+        (0, false) => (0, true),
+        (w, false) if w < 0 => (w, false),
+        (w, true) if w > 0 => (w, false),
+        _ => (0, false),
+    }
+}
+
+/// What a tracker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// A `[[vrrp_script]]` named in `track_script`.
+    Script,
+    /// An interface named in `track_interface`, or the instance's own interface.
+    Interface,
+}
+
+/// Health of a tracker as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerState {
+    /// Healthy (script succeeded, interface up and running).
+    Ok,
+    /// Failed (script failed `fall` times, interface down or missing).
+    Failed,
+    /// A script that has not finished its first run; counted as healthy.
+    Unknown,
+}
+
+/// One tracker of an instance, for `ha-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerStatus {
+    /// Script or interface.
+    pub kind: TrackerKind,
+    /// The script's `name`, or the interface name.
+    pub name: String,
+    /// Its health.
+    pub state: TrackerState,
+    /// Its configured weight (interfaces: 0, i.e. FAULT while down).
+    pub weight: i32,
+    /// The priority change it causes now.
+    pub contribution: i32,
+    /// It forces FAULT now (weight 0 and failed).
+    pub fault: bool,
+}
+
+impl TrackerStatus {
+    /// A tracker's status from its weight and health (`None` = no result yet, which
+    /// counts as healthy, see the module documentation).
+    pub fn new(kind: TrackerKind, name: &str, weight: i32, ok: Option<bool>) -> TrackerStatus {
+        let (contribution, fault) = contribution(weight, ok.unwrap_or(true));
+        TrackerStatus {
+            kind,
+            name: name.to_string(),
+            state: match ok {
+                Some(true) => TrackerState::Ok,
+                Some(false) => TrackerState::Failed,
+                None => TrackerState::Unknown,
+            },
+            weight,
+            contribution,
+            fault,
+        }
+    }
+}
+
+/// Sums [`TrackerStatus`]es as [`combine`] does: `(delta, fault)`.
+pub fn combine_status(trackers: &[TrackerStatus]) -> (i32, bool) {
+    trackers.iter().fold((0i32, false), |(d, f), t| {
+        (d.saturating_add(t.contribution), f | t.fault)
+    })
 }
 
 /// Status of one check, with keepalived's rise/fall counting.
@@ -243,6 +316,19 @@ mod tests {
         assert_eq!(combine(&[(-60, false)]), (-60, false));
         assert_eq!(combine(&[(20, true)]), (20, false));
         assert_eq!(combine(&[(20, false)]), (0, false));
+        let t = [
+            TrackerStatus::new(TrackerKind::Script, "a", -60, Some(false)),
+            TrackerStatus::new(TrackerKind::Script, "b", 20, None),
+            TrackerStatus::new(TrackerKind::Interface, "eth0", 0, Some(true)),
+        ];
+        assert_eq!(t[0].state, TrackerState::Failed);
+        assert_eq!((t[0].contribution, t[0].fault), (-60, false));
+        assert_eq!(t[1].state, TrackerState::Unknown);
+        assert_eq!((t[1].contribution, t[1].fault), (20, false));
+        assert_eq!(combine_status(&t), (-40, false));
+        let down = TrackerStatus::new(TrackerKind::Interface, "eth1", 0, Some(false));
+        assert_eq!((down.contribution, down.fault), (0, true));
+        assert_eq!(combine_status(&[down]), (0, true));
         assert_eq!(
             combine(&[(-60, false), (20, true), (-5, false), (7, false)]),
             (-45, false)

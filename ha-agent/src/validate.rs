@@ -16,7 +16,7 @@ pub enum Reject {
     BadLength,
     /// Checksum mismatch.
     BadChecksum,
-    /// TTL other than 255.
+    /// TTL (IPv4) or hop limit (IPv6) other than 255 (RFC 5798 §7.1).
     BadTtl,
     /// v2 authentication type or password mismatch.
     BadAuth,
@@ -34,7 +34,7 @@ impl Reject {
             Reject::WrongVersion => "wrong VRRP version",
             Reject::BadLength => "length does not match address count",
             Reject::BadChecksum => "bad checksum",
-            Reject::BadTtl => "TTL is not 255",
+            Reject::BadTtl => "TTL (IPv4) or hop limit (IPv6) is not 255",
             Reject::BadAuth => "authentication mismatch",
             Reject::OtherVrid => "other VRID",
             Reject::IntervalMismatch => "advert interval mismatch",
@@ -112,7 +112,7 @@ mod tests {
             priority: 100,
             interval_cs: 100,
             auth,
-            addrs: vec![Ipv4Addr::new(192, 0, 2, 100)],
+            addrs: vec![Ipv4Addr::new(192, 0, 2, 100).into()],
         };
         let src = Ipv4Addr::new(192, 0, 2, 2);
         let mut ip = encode_ip(

@@ -326,7 +326,7 @@ fn advert(vrid: u8, auth: &[u8; 8]) -> Advert {
         priority: 254,
         interval_cs: 100,
         auth: Some(*auth),
-        addrs: vec![VIP_ADDR],
+        addrs: vec![VIP_ADDR.into()],
     }
 }
 

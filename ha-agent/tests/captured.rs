@@ -3,7 +3,7 @@
 //! (IP header included), and every gratuitous ARP matches our frame builder.
 
 use antler_ha_agent::packet::{decode_ip, encode_ip, garp_frame, Checksum, Version};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 fn pcap_frames(name: &str) -> Vec<Vec<u8>> {
@@ -51,6 +51,9 @@ fn check_file(name: &str, version: Version) -> (usize, usize) {
                 assert_eq!(r.ttl, 255);
                 assert_eq!(r.advert.vrid, 51);
                 assert_eq!(r.advert.addrs, vec![Ipv4Addr::new(192, 0, 2, 100)]);
+                let (IpAddr::V4(src), IpAddr::V4(dst)) = (r.src, r.dst) else {
+                    panic!("{name}: IPv4 packet decoded with IPv6 addresses: {r:?}");
+                };
                 match version {
                     Version::V2 => {
                         assert_eq!(r.advert.auth, Some(*b"s3cr3t\0\0"));
@@ -67,7 +70,7 @@ fn check_file(name: &str, version: Version) -> (usize, usize) {
                 }
                 let id = u16::from_be_bytes([ip[4], ip[5]]);
                 let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-                let again = encode_ip(r.src, r.dst, id, &r.advert.encode(r.src, r.dst, r.checksum));
+                let again = encode_ip(src, dst, id, &r.advert.encode(src, dst, r.checksum));
                 assert_eq!(
                     again,
                     ip[..total],

@@ -1,5 +1,5 @@
-//! rtnetlink (`NETLINK_ROUTE`) by hand: address add/delete/dump, link lookup by name,
-//! and a link/IPv4-address event monitor.
+//! rtnetlink (`NETLINK_ROUTE`) by hand: IPv4 and IPv6 address add/delete/dump, link
+//! lookup by name, and a link/address event monitor.
 //!
 //! Wire format (all header fields in host byte order, addresses in network order):
 //! ```text
@@ -13,7 +13,7 @@
 use super::sys;
 use super::{describe_ifindex, NetError};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,6 +46,16 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_LABEL: u16 = 3;
 const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+
+/// `ifa_flags`: no duplicate address detection (the address is usable at once).
+const IFA_F_NODAD: u32 = 0x02;
+/// `ifa_flags`: duplicate address detection failed.
+const IFA_F_DADFAILED: u32 = 0x08;
+/// `ifa_flags`: duplicate address detection has not finished; not usable yet.
+const IFA_F_TENTATIVE: u32 = 0x40;
+/// `ifa_scope` of a link-local address.
+const RT_SCOPE_LINK: u8 = 253;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -59,11 +69,14 @@ const NETLINK_EXT_ACK: libc::c_int = 11;
 
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 const IFF_UP: u32 = 0x1;
 const IFF_RUNNING: u32 = 0x40;
 
+const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
 const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 
 /// How long a request waits for the kernel's answer before failing with `TimedOut`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,19 +84,21 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A change seen by [`NetMonitor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetEvent {
-    /// An IPv4 address was removed from interface `ifindex` (`RTM_DELADDR`).
+    /// An IPv4 or IPv6 address was removed from interface `ifindex` (`RTM_DELADDR`).
     AddrRemoved {
         /// Interface index.
         ifindex: u32,
         /// The local address (`IFA_LOCAL`, or `IFA_ADDRESS` when absent).
-        addr: Ipv4Addr,
+        addr: IpAddr,
     },
-    /// An IPv4 address was added to (or changed on) interface `ifindex` (`RTM_NEWADDR`).
+    /// An IPv4 or IPv6 address was added to (or changed on) interface `ifindex`
+    /// (`RTM_NEWADDR`; IPv6 also reports flag changes such as the end of duplicate
+    /// address detection this way).
     AddrAdded {
         /// Interface index.
         ifindex: u32,
         /// The local address (`IFA_LOCAL`, or `IFA_ADDRESS` when absent).
-        addr: Ipv4Addr,
+        addr: IpAddr,
     },
     /// Link state of interface `ifindex`, from every `RTM_NEWLINK` (which the kernel
     /// also sends for changes unrelated to state, so consecutive events may repeat the
@@ -113,8 +128,12 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn ipv4(data: &[u8]) -> Option<Ipv4Addr> {
-    <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from)
+fn ip_addr(family: u8, data: &[u8]) -> Option<IpAddr> {
+    match family {
+        AF_INET => <[u8; 4]>::try_from(data).ok().map(IpAddr::from),
+        AF_INET6 => <[u8; 16]>::try_from(data).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// Appends one rtattr (header, data, padding) to `buf`.
@@ -230,24 +249,51 @@ fn recv_from_kernel(fd: RawFd, buf: &mut Vec<u8>, flags: libc::c_int) -> io::Res
     Ok((from.nl_pid == 0).then_some(n))
 }
 
-/// An IPv4 address record from an `RTM_*ADDR` message.
+/// An IPv4 or IPv6 address record from an `RTM_*ADDR` message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AddrRecord {
     pub(crate) ifindex: u32,
     pub(crate) prefix: u8,
-    pub(crate) addr: Ipv4Addr,
+    pub(crate) addr: IpAddr,
+    /// `IFA_F_*` flags (from `IFA_FLAGS` when present, which has all 32 bits).
+    pub(crate) flags: u32,
+    /// `ifa_scope` (`RT_SCOPE_LINK` for link-local addresses).
+    pub(crate) scope: u8,
+}
+
+impl AddrRecord {
+    /// An IPv6 link-local address that duplicate address detection has cleared.
+    pub(crate) fn usable_link_local(&self) -> Option<Ipv6Addr> {
+        match self.addr {
+            IpAddr::V6(a)
+                if self.scope == RT_SCOPE_LINK
+                    && self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0 =>
+            {
+                Some(a)
+            }
+            _ => None,
+        }
+    }
+
+    /// An IPv6 link-local address, usable or not yet.
+    pub(crate) fn is_link_local6(&self) -> bool {
+        self.addr.is_ipv6() && self.scope == RT_SCOPE_LINK
+    }
 }
 
 fn parse_addr(payload: &[u8]) -> Option<AddrRecord> {
-    if payload.len() < 8 || payload[0] != AF_INET {
+    if payload.len() < 8 || !matches!(payload[0], AF_INET | AF_INET6) {
         return None;
     }
+    let family = payload[0];
     let mut local = None;
     let mut address = None;
+    let mut flags = u32::from(payload[2]);
     for (t, d) in attrs(&payload[8..]) {
         match t {
-            IFA_LOCAL => local = ipv4(d),
-            IFA_ADDRESS => address = ipv4(d),
+            IFA_LOCAL => local = ip_addr(family, d),
+            IFA_ADDRESS => address = ip_addr(family, d),
+            IFA_FLAGS if d.len() == 4 => flags = u32_at(d, 0),
             _ => {}
         }
     }
@@ -255,6 +301,8 @@ fn parse_addr(payload: &[u8]) -> Option<AddrRecord> {
         ifindex: u32_at(payload, 4),
         prefix: payload[1],
         addr: local.or(address)?,
+        flags,
+        scope: payload[3],
     })
 }
 
@@ -431,8 +479,28 @@ impl Netlink {
         }
     }
 
-    /// `ifaddrmsg` + attributes for `addr/prefix` on `ifindex`.
-    fn addr_body(ifindex: u32, addr: Ipv4Addr, prefix: u8, label: Option<&str>) -> Vec<u8> {
+    /// `ifaddrmsg` + attributes for `addr/prefix` on `ifindex`. With `label` (an add
+    /// request), IPv4 gets a broadcast address and the label, IPv6 `IFA_F_NODAD`.
+    fn addr_body(ifindex: u32, addr: IpAddr, prefix: u8, label: Option<&str>) -> Vec<u8> {
+        let addr = match addr {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => {
+                let flags = if label.is_some() { IFA_F_NODAD } else { 0 };
+                let mut b = vec![
+                    AF_INET6,
+                    prefix,
+                    flags as u8,
+                    0, /* RT_SCOPE_UNIVERSE */
+                ];
+                b.extend_from_slice(&ifindex.to_ne_bytes());
+                push_attr(&mut b, IFA_LOCAL, &a.octets());
+                push_attr(&mut b, IFA_ADDRESS, &a.octets());
+                if label.is_some() {
+                    push_attr(&mut b, IFA_FLAGS, &flags.to_ne_bytes());
+                }
+                return b;
+            }
+        };
         let mut b = vec![AF_INET, prefix, 0, 0 /* RT_SCOPE_UNIVERSE */];
         b.extend_from_slice(&ifindex.to_ne_bytes());
         push_attr(&mut b, IFA_LOCAL, &addr.octets());
@@ -454,7 +522,7 @@ impl Netlink {
     fn addr_error(
         op: &'static str,
         ifindex: u32,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix: u8,
         (error, kernel_msg): ReqError,
     ) -> io::Error {
@@ -469,15 +537,23 @@ impl Netlink {
         .into()
     }
 
-    /// Adds `addr/prefix` to interface `ifindex` like `ip addr add addr/prefix brd +
-    /// dev NAME`: `IFA_LOCAL`, `IFA_ADDRESS`, `IFA_BROADCAST` (prefix ≤ 30) and
-    /// `IFA_LABEL` = the interface name, with `NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK`.
+    /// Adds `addr/prefix` to interface `ifindex`, with `NLM_F_CREATE | NLM_F_EXCL |
+    /// NLM_F_ACK`. IPv4 like `ip addr add addr/prefix brd + dev NAME`: `IFA_LOCAL`,
+    /// `IFA_ADDRESS`, `IFA_BROADCAST` (prefix ≤ 30) and `IFA_LABEL` = the interface name.
+    /// IPv6 like `ip -6 addr add addr/prefix dev NAME nodad`: `IFA_LOCAL`, `IFA_ADDRESS`
+    /// and `IFA_F_NODAD`, so the address is usable at once instead of after duplicate
+    /// address detection (a VIP moves between nodes: a DAD probe would only delay it).
     /// An address that is already present (`EEXIST`) is success.
-    pub fn add_addr(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    pub fn add_addr(&self, ifindex: u32, addr: impl Into<IpAddr>, prefix: u8) -> io::Result<()> {
+        let addr = addr.into();
         let fail = |e: ReqError| Self::addr_error("add", ifindex, addr, prefix, e);
-        if prefix > 32 {
+        let max = if addr.is_ipv6() { 128 } else { 32 };
+        if prefix > max {
             return Err(fail((
-                io::Error::new(io::ErrorKind::InvalidInput, "prefix length over 32"),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("prefix length over {max}"),
+                ),
                 None,
             )));
         }
@@ -499,7 +575,8 @@ impl Netlink {
     /// and `IFA_ADDRESS`, so the prefix must match). An address that is not there
     /// (`EADDRNOTAVAIL` / `ENOENT`) is success. As with `ip addr del`, deleting a
     /// primary address also deletes its secondaries unless `promote_secondaries` is set.
-    pub fn del_addr(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    pub fn del_addr(&self, ifindex: u32, addr: impl Into<IpAddr>, prefix: u8) -> io::Result<()> {
+        let addr = addr.into();
         let body = Self::addr_body(ifindex, addr, prefix, None);
         match self.request(RTM_DELADDR, 0, &body, |_, _| {}) {
             Ok(()) => Ok(()),
@@ -515,10 +592,11 @@ impl Netlink {
         }
     }
 
-    /// Dumps every IPv4 address of the namespace (`RTM_GETADDR`, `NLM_F_DUMP`), in the
-    /// kernel's order (per interface: primaries before secondaries).
+    /// Dumps every IPv4 and IPv6 address of the namespace (`RTM_GETADDR`,
+    /// `NLM_F_DUMP`), in the kernel's order (IPv4 first; per interface: primaries before
+    /// secondaries).
     pub(crate) fn dump_addrs(&self) -> Result<Vec<AddrRecord>, ReqError> {
-        let body = [AF_INET, 0, 0, 0, 0, 0, 0, 0];
+        let body = [AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0];
         let mut out = Vec::new();
         self.request(RTM_GETADDR, NLM_F_DUMP, &body, |ty, p| {
             if ty == RTM_NEWADDR {
@@ -532,21 +610,42 @@ impl Netlink {
     /// kernel's order (primaries first).
     pub fn addrs(&self, ifindex: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         let all = self.dump_addrs().map_err(|(error, _)| NetError::Netlink {
-            op: "dump IPv4 addresses",
+            op: "dump addresses",
             error,
         })?;
         Ok(all
             .into_iter()
             .filter(|a| a.ifindex == ifindex)
-            .map(|a| (a.addr, a.prefix))
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v4) => Some((v4, a.prefix)),
+                IpAddr::V6(_) => None,
+            })
             .collect())
     }
 
-    /// Whether interface `ifindex` has `addr` (any prefix length), from an
-    /// `RTM_GETADDR` dump.
-    pub fn has_addr(&self, ifindex: u32, addr: Ipv4Addr) -> io::Result<bool> {
+    /// The IPv6 addresses of interface `ifindex` as `(address, prefix length)`, in the
+    /// kernel's order, link-local and tentative ones included.
+    pub fn addrs6(&self, ifindex: u32) -> io::Result<Vec<(Ipv6Addr, u8)>> {
         let all = self.dump_addrs().map_err(|(error, _)| NetError::Netlink {
-            op: "dump IPv4 addresses",
+            op: "dump addresses",
+            error,
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|a| a.ifindex == ifindex)
+            .filter_map(|a| match a.addr {
+                IpAddr::V6(v6) => Some((v6, a.prefix)),
+                IpAddr::V4(_) => None,
+            })
+            .collect())
+    }
+
+    /// Whether interface `ifindex` has `addr` (IPv4 or IPv6, any prefix length), from
+    /// an `RTM_GETADDR` dump.
+    pub fn has_addr(&self, ifindex: u32, addr: impl Into<IpAddr>) -> io::Result<bool> {
+        let addr = addr.into();
+        let all = self.dump_addrs().map_err(|(error, _)| NetError::Netlink {
+            op: "dump addresses",
             error,
         })?;
         Ok(all.iter().any(|a| a.ifindex == ifindex && a.addr == addr))
@@ -585,8 +684,9 @@ impl AsFd for Netlink {
     }
 }
 
-/// Listens for link changes and IPv4 address changes in the calling thread's network
-/// namespace (`RTMGRP_LINK | RTMGRP_IPV4_IFADDR`), for every interface.
+/// Listens for link changes and IPv4 and IPv6 address changes in the calling thread's
+/// network namespace (`RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR`), for
+/// every interface.
 #[derive(Debug)]
 pub struct NetMonitor {
     fd: OwnedFd,
@@ -596,11 +696,10 @@ impl NetMonitor {
     /// Opens the monitor socket, with a 1 MiB receive buffer (forced when privileged)
     /// so bursts of changes are not lost.
     pub fn open() -> io::Result<NetMonitor> {
-        let fd = open_route_socket(RTMGRP_LINK | RTMGRP_IPV4_IFADDR).map_err(|error| {
-            NetError::Netlink {
-                op: "open link/address monitor",
-                error,
-            }
+        let groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+        let fd = open_route_socket(groups).map_err(|error| NetError::Netlink {
+            op: "open link/address monitor",
+            error,
         })?;
         let size: libc::c_int = 1 << 20;
         if sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
@@ -694,7 +793,7 @@ mod tests {
 
     #[test]
     fn addr_body_matches_ip_addr_add() {
-        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100), 24, Some("eth0"));
+        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100).into(), 24, Some("eth0"));
         assert_eq!(&b[..8], &[2, 24, 0, 0, 7, 0, 0, 0][..]);
         let a: Vec<_> = attrs(&b[8..]).collect();
         assert_eq!(
@@ -706,10 +805,54 @@ mod tests {
                 (IFA_LABEL, &b"eth0\0"[..]),
             ]
         );
-        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100), 32, Some("eth0"));
+        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100).into(), 32, Some("eth0"));
         assert!(attrs(&b[8..]).all(|(t, _)| t != IFA_BROADCAST));
-        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100), 0, Some("eth0"));
+        let b = Netlink::addr_body(7, Ipv4Addr::new(192, 0, 2, 100).into(), 0, Some("eth0"));
         assert!(attrs(&b[8..]).any(|(t, d)| t == IFA_BROADCAST && d == [255; 4]));
+    }
+
+    #[test]
+    fn ipv6_addr_body_has_nodad_and_no_label() {
+        let vip: Ipv6Addr = "2001:db8:0:1::100".parse().unwrap();
+        let b = Netlink::addr_body(7, vip.into(), 64, Some("eth0"));
+        assert_eq!(&b[..8], &[10, 64, 2, 0, 7, 0, 0, 0][..]);
+        let a: Vec<_> = attrs(&b[8..]).collect();
+        assert_eq!(
+            a,
+            vec![
+                (IFA_LOCAL, &vip.octets()[..]),
+                (IFA_ADDRESS, &vip.octets()[..]),
+                (IFA_FLAGS, &IFA_F_NODAD.to_ne_bytes()[..]),
+            ]
+        );
+        // A delete request carries the address only.
+        let b = Netlink::addr_body(7, vip.into(), 64, None);
+        assert_eq!(&b[..8], &[10, 64, 0, 0, 7, 0, 0, 0][..]);
+        assert_eq!(attrs(&b[8..]).count(), 2);
+    }
+
+    #[test]
+    fn ipv6_records_and_link_local() {
+        let ll: Ipv6Addr = "fe80::ff:fe00:1".parse().unwrap();
+        let mut m = vec![AF_INET6, 64, IFA_F_TENTATIVE as u8, RT_SCOPE_LINK];
+        m.extend_from_slice(&3u32.to_ne_bytes());
+        push_attr(&mut m, IFA_ADDRESS, &ll.octets());
+        let r = parse_addr(&m).unwrap();
+        assert_eq!(r.addr, IpAddr::V6(ll));
+        assert!(r.is_link_local6());
+        assert_eq!(r.usable_link_local(), None, "tentative");
+        // IFA_FLAGS (32 bits) wins over the 8-bit field: DAD has finished.
+        push_attr(&mut m, IFA_FLAGS, &0x80u32.to_ne_bytes());
+        assert_eq!(parse_addr(&m).unwrap().usable_link_local(), Some(ll));
+        let mut ev = Vec::new();
+        assert!(parse_events(&nlmsg(RTM_DELADDR, 0, 0, &m), &mut ev).is_ok());
+        assert_eq!(
+            ev,
+            vec![NetEvent::AddrRemoved {
+                ifindex: 3,
+                addr: IpAddr::V6(ll)
+            }]
+        );
     }
 
     #[test]
@@ -733,7 +876,7 @@ mod tests {
         dgram.extend(nlmsg(99, 0, 0, &[1, 2, 3]));
         let mut ev = Vec::new();
         assert!(parse_events(&dgram, &mut ev).is_ok());
-        let vip = Ipv4Addr::new(192, 0, 2, 100);
+        let vip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
         assert_eq!(
             ev,
             vec![
