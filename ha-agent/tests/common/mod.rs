@@ -1,6 +1,8 @@
 //! Shared fixture of the ha-agent integration tests: a bridge LAN in network namespaces
 //! (n1 192.0.2.1, n2 192.0.2.2, client c1 192.0.2.50; VIP 192.0.2.100) with helpers to
 //! start ha-agent (or any program) inside a host and to observe VIP ownership.
+//! [`Lan::new_v6`] builds the same LAN with IPv6 only (2001:db8:0:1::1, ::2, ::50 and
+//! link-local addresses; VIP 2001:db8:0:1::100/64).
 #![allow(dead_code)]
 
 use std::fs;
@@ -10,6 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const VIP: &str = "192.0.2.100";
+pub const VIP6: &str = "2001:db8:0:1::100";
+/// Link-local addresses the kernel derives (EUI-64) from the fixed MACs of n1 and n2.
+pub const N1_LL: &str = "fe80::ff:fe00:1";
+pub const N2_LL: &str = "fe80::ff:fe00:2";
 
 pub fn sh(args: &[&str]) -> String {
     let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -35,12 +41,35 @@ pub struct Lan {
     prefix: String,
     dir: tempfile::TempDir,
     procs: Vec<(String, Child)>,
+    /// IPv6 only (see [`Lan::new_v6`]).
+    v6: bool,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Lan {
     pub fn new() -> Lan {
+        Lan::build(false)
+    }
+
+    /// The LAN with IPv6 instead of IPv4: n1 2001:db8:0:1::1/64, n2 ::2, c1 ::50, each
+    /// with its EUI-64 link-local address. Duplicate address detection is off in every
+    /// namespace (so no address is ever tentative), and the constructor returns once
+    /// every host has its link-local address.
+    pub fn new_v6() -> Lan {
+        Lan::build(true)
+    }
+
+    /// The VIP of this LAN (IPv4 or IPv6).
+    pub fn vip(&self) -> &'static str {
+        if self.v6 {
+            VIP6
+        } else {
+            VIP
+        }
+    }
+
+    fn build(v6: bool) -> Lan {
         let prefix = format!(
             "hat{}-{}",
             std::process::id(),
@@ -53,9 +82,13 @@ impl Lan {
                 .tempdir()
                 .unwrap(),
             procs: Vec::new(),
+            v6,
         };
         let br = lan.ns("lan");
         sh(&["ip", "netns", "add", &br]);
+        if v6 {
+            no_dad(&br);
+        }
         sh(&[
             "ip",
             "-n",
@@ -83,13 +116,32 @@ impl Lan {
             "0",
         ]);
         sh(&["ip", "-n", &br, "link", "set", "br0", "up"]);
-        for (host, addr, mac) in [
-            ("n1", "192.0.2.1/24", "02:00:00:00:00:01"),
-            ("n2", "192.0.2.2/24", "02:00:00:00:00:02"),
-            ("c1", "192.0.2.50/24", "02:00:00:00:00:50"),
+        for (host, addr4, addr6, mac) in [
+            (
+                "n1",
+                "192.0.2.1/24",
+                "2001:db8:0:1::1/64",
+                "02:00:00:00:00:01",
+            ),
+            (
+                "n2",
+                "192.0.2.2/24",
+                "2001:db8:0:1::2/64",
+                "02:00:00:00:00:02",
+            ),
+            (
+                "c1",
+                "192.0.2.50/24",
+                "2001:db8:0:1::50/64",
+                "02:00:00:00:00:50",
+            ),
         ] {
             let ns = lan.ns(host);
             sh(&["ip", "netns", "add", &ns]);
+            if v6 {
+                no_dad(&ns);
+            }
+            let addr = if v6 { addr6 } else { addr4 };
             let port = format!("v{host}");
             sh(&[
                 "ip", "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
@@ -100,6 +152,25 @@ impl Lan {
             sh(&["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"]);
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        if v6 {
+            for host in ["n1", "n2", "c1"] {
+                lan.wait(&format!("{host}: link-local address"), LONG, || {
+                    let a = sh(&[
+                        "ip",
+                        "-n",
+                        &lan.ns(host),
+                        "-6",
+                        "addr",
+                        "show",
+                        "dev",
+                        "eth0",
+                        "scope",
+                        "link",
+                    ]);
+                    a.contains("inet6 fe80:") && !a.contains("tentative")
+                });
+            }
         }
         lan
     }
@@ -112,34 +183,91 @@ impl Lan {
         self.dir.path().join(name)
     }
 
+    fn family_flag(&self) -> &'static str {
+        if self.v6 {
+            "-6"
+        } else {
+            "-4"
+        }
+    }
+
     /// Does `host` hold the VIP?
     pub fn has_vip(&self, host: &str) -> bool {
         sh(&[
             "ip",
             "-n",
             &self.ns(host),
-            "-4",
+            self.family_flag(),
             "addr",
             "show",
             "dev",
             "eth0",
         ])
-        .contains(&format!("{VIP}/"))
+        .contains(&format!(" {}/", self.vip()))
     }
 
     /// The MAC the client resolves the VIP to after a ping (None if no answer).
     pub fn client_sees(&self) -> Option<String> {
         let c1 = self.ns("c1");
         if !sh_ok(&[
-            "ip", "netns", "exec", &c1, "ping", "-n", "-q", "-c", "1", "-W", "1", VIP,
+            "ip",
+            "netns",
+            "exec",
+            &c1,
+            "ping",
+            self.family_flag(),
+            "-n",
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            self.vip(),
         ]) {
             return None;
         }
-        let n = sh(&["ip", "-n", &c1, "neigh", "show", VIP]);
+        self.client_cache()
+    }
+
+    /// The MAC in the client's neighbour (ARP / NDP) cache for the VIP, without
+    /// sending anything.
+    pub fn client_cache(&self) -> Option<String> {
+        let n = sh(&[
+            "ip",
+            "-n",
+            &self.ns("c1"),
+            self.family_flag(),
+            "neigh",
+            "show",
+            self.vip(),
+        ]);
         n.split_whitespace()
             .skip_while(|w| *w != "lladdr")
             .nth(1)
             .map(str::to_string)
+    }
+
+    /// The link-local address of `host`'s eth0 (IPv6 LANs).
+    pub fn link_local(&self, host: &str) -> String {
+        let a = sh(&[
+            "ip",
+            "-n",
+            &self.ns(host),
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        a.split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|w| w.split('/').next())
+            .unwrap_or_else(|| panic!("{host}: no link-local address: {a}"))
+            .to_string()
     }
 
     pub fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -206,8 +334,11 @@ impl Lan {
         fs::write(
             &cfg,
             format!(
-                "[global]\nrouter_id = \"{host}\"\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\nvirtual_ipaddress = [\"{VIP}/24\"]\nnotify = \"echo >> {} \"\n{extra}\n",
-                notify.display()
+                "[global]\nrouter_id = \"{host}\"\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\nvirtual_ipaddress = [\"{}\"]\nnotify = \"echo >> {} \"\n{}{extra}\n",
+                if self.v6 { format!("{VIP6}/64") } else { format!("{VIP}/24") },
+                notify.display(),
+                // VRRPv2 is IPv4 only.
+                if self.v6 && !extra.contains("version =") { "version = 3\n" } else { "" },
             ),
         )
         .unwrap();
@@ -274,6 +405,20 @@ impl Drop for Lan {
                 .status();
         }
     }
+}
+
+/// Turns duplicate address detection off in namespace `ns` for the links created after.
+fn no_dad(ns: &str) {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sh",
+        "-c",
+        "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && \
+         echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad",
+    ]);
 }
 
 pub const N1_MAC: &str = "02:00:00:00:00:01";
