@@ -1,8 +1,11 @@
 //! ha-agent and a real keepalived (2.2.7, `/usr/sbin/keepalived`) in one VRRP group on
-//! the netns LAN of `common` (n1 192.0.2.1, n2 192.0.2.2, client c1; VIP 192.0.2.100).
+//! the netns LAN of `common` (n1 192.0.2.1, n2 192.0.2.2, client c1; VIP 192.0.2.100;
+//! or its IPv6 twin: n1 2001:db8:0:1::1, n2 ::2, c1 ::50, VIP 2001:db8:0:1::100/64).
 //!
 //! Election, kill -9 / SIGTERM takeovers and preemption in both directions for VRRPv2
-//! with PASS authentication (advert_int 1) and VRRPv3 at advert_int 0.1; nopreempt; and a
+//! with PASS authentication (advert_int 1), VRRPv3 at advert_int 0.1, and VRRPv3 over
+//! IPv6 (advert_int 1); keepalived's IPv6 adverts and neighbour advertisements byte for
+//! byte against ours; nopreempt; and a
 //! wrong password on either side. keepalived runs as in `keepalived-ref/run.sh`:
 //! `keepalived -n -l -D -P -G -f CONF -p .. -r .. -c .. -b ..` with its own pid files in
 //! the test's temp dir. It is started through `Lan::spawn` (so the fixture tracks and
@@ -34,17 +37,27 @@ struct Proto {
     advert_int: f64,
     /// v2 PASS password (None for v3).
     auth: Option<&'static str>,
+    /// VRRPv3 over IPv6 (the IPv6 LAN and VIP).
+    v6: bool,
 }
 
 const V2: Proto = Proto {
     version: 2,
     advert_int: 1.0,
     auth: Some(PASS),
+    v6: false,
 };
 const V3: Proto = Proto {
     version: 3,
     advert_int: 0.1,
     auth: None,
+    v6: false,
+};
+const V3_IPV6: Proto = Proto {
+    version: 3,
+    advert_int: 1.0,
+    auth: None,
+    v6: true,
 };
 
 impl Proto {
@@ -76,11 +89,28 @@ impl Proto {
         };
         format!(
             "global_defs {{\n    router_id ka-{host}\n    enable_script_security\n    script_user root\n    vrrp_version {}\n}}\n\
-             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {}\n{auth}{}    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int {}\n{auth}{}    virtual_ipaddress {{\n        {}\n    }}\n}}\n",
             self.version,
             self.advert_int,
             if nopreempt { "    nopreempt\n" } else { "" },
+            if self.v6 { format!("{VIP6}/64") } else { format!("{VIP}/24") },
         )
+    }
+
+    /// "v2", "v3", or "v3/IPv6" for the printed timings.
+    fn label(&self) -> String {
+        format!("v{}{}", self.version, if self.v6 { "/IPv6" } else { "" })
+    }
+
+    /// The address `host`'s adverts come from (its IPv4 address, or its link-local
+    /// IPv6 address), as ha-agent's status shows it.
+    fn addr_of(&self, host: &str) -> String {
+        match (self.v6, host) {
+            (true, "n1") => N1_LL.into(),
+            (true, _) => N2_LL.into(),
+            (false, "n1") => "192.0.2.1".into(),
+            (false, _) => "192.0.2.2".into(),
+        }
     }
 }
 
@@ -134,12 +164,17 @@ fn kill(pid: i32, sig: i32) {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::for_proto(V2)
+    }
+
+    /// The IPv4 LAN, or the IPv6 one for `p.v6`.
+    fn for_proto(p: Proto) -> Rig {
         assert!(
             std::path::Path::new(keepalived_bin()).exists() || which_keepalived(),
             "keepalived is not installed (apt-get install keepalived)"
         );
         Rig {
-            lan: Lan::new(),
+            lan: if p.v6 { Lan::new_v6() } else { Lan::new() },
             kas: Vec::new(),
         }
     }
@@ -337,7 +372,7 @@ fn peer_of(st: &serde_json::Value) -> (String, u64) {
 // ha-agent (n1, priority 150) vs keepalived (n2, priority 100)
 
 fn agent_master_keepalived_backup(p: Proto) {
-    let mut rig = Rig::new();
+    let mut rig = Rig::for_proto(p);
     let conf = p.keepalived("n2", 100, p.auth, false);
     let ka = rig.start_ka("n2", &conf);
     rig.wait("keepalived (alone) to become master", LONG, || {
@@ -353,13 +388,13 @@ fn agent_master_keepalived_backup(p: Proto) {
     });
     eprintln!(
         "v{}: ha-agent preempted keepalived {t:?} after start",
-        p.version
+        p.label()
     );
     rig.client_on(N1_MAC);
     let st = rig.status("n1");
     assert_eq!(st["state"], "MASTER", "{st}");
     assert!(st["adverts_received"].as_u64().unwrap_or(0) > 0, "{st}");
-    assert_eq!(peer_of(&st), ("192.0.2.2".to_string(), 100), "{st}");
+    assert_eq!(peer_of(&st), (p.addr_of("n2"), 100), "{st}");
     assert_no_rejects(&st);
     // keepalived saw the higher-priority advert and stepped down.
     rig.wait("keepalived to log BACKUP", LONG, || {
@@ -375,14 +410,14 @@ fn agent_master_keepalived_backup(p: Proto) {
     });
     eprintln!(
         "v{}: kill -9 ha-agent -> keepalived has the VIP after {:?}",
-        p.version,
+        p.label(),
         t0.elapsed()
     );
     rig.client_on(N2_MAC);
     let t1 = t0.elapsed();
     eprintln!(
         "v{}: kill -9 ha-agent -> client on n2 after {t1:?}",
-        p.version
+        p.label()
     );
 
     // ha-agent restarts: it removes the leftover VIP and preempts back.
@@ -415,7 +450,7 @@ fn v3_100ms_agent_master_kill9_keepalived_takes_over_agent_preempts_back() {
 // keepalived (n1, priority 150) vs ha-agent (n2, priority 100)
 
 fn keepalived_master_agent_backup(p: Proto) {
-    let mut rig = Rig::new();
+    let mut rig = Rig::for_proto(p);
     rig.start_agent("n2", 100, &p.agent(p.auth, false));
     rig.wait("ha-agent (alone) to become master", LONG, || {
         exactly_one(&rig) == Some("n2")
@@ -431,10 +466,10 @@ fn keepalived_master_agent_backup(p: Proto) {
     rig.client_on(N1_MAC);
     rig.wait("ha-agent to report BACKUP under keepalived", LONG, || {
         let st = rig.status("n2");
-        st["state"] == "BACKUP" && st["master"] == "192.0.2.1"
+        st["state"] == "BACKUP" && st["master"] == p.addr_of("n1").as_str()
     });
     let st = rig.status("n2");
-    assert_eq!(peer_of(&st), ("192.0.2.1".to_string(), 150), "{st}");
+    assert_eq!(peer_of(&st), (p.addr_of("n1"), 150), "{st}");
     assert_no_rejects(&st);
 
     // SIGTERM: keepalived sends a priority-0 advert; ha-agent takes over after Skew_Time.
@@ -447,14 +482,14 @@ fn keepalived_master_agent_backup(p: Proto) {
     );
     eprintln!(
         "v{}: SIGTERM keepalived -> ha-agent alone holds the VIP after {:?}",
-        p.version,
+        p.label(),
         t0.elapsed()
     );
     rig.client_on(N2_MAC);
     let st = rig.status("n2");
     assert_eq!(st["state"], "MASTER", "{st}");
     // The last advert heard from keepalived is its priority-0 "leaving" advert.
-    assert_eq!(peer_of(&st), ("192.0.2.1".to_string(), 0), "{st}");
+    assert_eq!(peer_of(&st), (p.addr_of("n1"), 0), "{st}");
     assert_no_rejects(&st);
     rig.reap_ka(&ka);
 
@@ -479,7 +514,7 @@ fn keepalived_master_agent_backup(p: Proto) {
     );
     eprintln!(
         "v{}: kill -9 keepalived -> ha-agent has the VIP after {:?}",
-        p.version,
+        p.label(),
         t0.elapsed()
     );
     rig.client_on(N2_MAC);
@@ -496,6 +531,16 @@ fn v2_pass_keepalived_master_sigterm_agent_takes_over() {
 #[test]
 fn v3_100ms_keepalived_master_sigterm_agent_takes_over() {
     keepalived_master_agent_backup(V3);
+}
+
+#[test]
+fn ipv6_agent_master_kill9_keepalived_takes_over_agent_preempts_back() {
+    agent_master_keepalived_backup(V3_IPV6);
+}
+
+#[test]
+fn ipv6_keepalived_master_sigterm_agent_takes_over() {
+    keepalived_master_agent_backup(V3_IPV6);
 }
 
 /// keepalived's v3 adverts carry the RFC 5798 pseudo-header checksum (its default, which
@@ -533,6 +578,142 @@ fn keepalived_v3_adverts_use_the_pseudo_header_checksum() {
     assert_eq!(got.advert.interval_cs, 10);
     assert_eq!(got.checksum, Checksum::PseudoHeader, "{got:?}");
     assert_eq!(got.src.to_string(), "192.0.2.2");
+}
+
+/// keepalived's VRRPv3 adverts over IPv6 and its unsolicited neighbour advertisements,
+/// seen with ha-agent's own socket (from n1) and an `AF_PACKET` capture (on the client),
+/// are exactly what ha-agent builds: the same checksum over the IPv6 pseudo-header, hop
+/// limit 255, link-local source, and the same NA frame byte for byte.
+#[test]
+fn keepalived_ipv6_adverts_and_neighbour_adverts_match_ours() {
+    use antler_ha_agent::net::Vrrp6Socket;
+    use antler_ha_agent::packet::{decode_v6, na_frame, Checksum, Version, VRRP_GROUP6};
+    use std::net::{IpAddr, Ipv6Addr};
+    let mut rig = Rig::for_proto(V3_IPV6);
+    let enter = |ns: String| {
+        move || {
+            let f = fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+            // SAFETY: `f` is an open namespace file; setns changes only this thread's
+            // netns, and sockets stay in the namespace they were opened in.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        }
+    };
+    // Listen before keepalived starts, so its first neighbour advertisements are seen.
+    let n1 = enter(rig.ns("n1"));
+    let sock = std::thread::spawn(move || {
+        n1();
+        Vrrp6Socket::open("eth0", true).unwrap()
+    })
+    .join()
+    .unwrap();
+    let c1 = enter(rig.ns("c1"));
+    let cap = std::thread::spawn(move || {
+        c1();
+        PacketCapture::open("eth0", 0x86dd)
+    })
+    .join()
+    .unwrap();
+    rig.start_ka("n2", &V3_IPV6.keepalived("n2", 100, None, false));
+    rig.wait("keepalived to become master", LONG, || rig.has_vip("n2"));
+
+    let mut buf = [0u8; 2048];
+    let t = Instant::now();
+    let (d, payload) = loop {
+        assert!(t.elapsed() < LONG, "no advert from keepalived");
+        if let Some(d) = sock.recv(&mut buf, Duration::from_millis(500)).unwrap() {
+            break (d, buf[..d.len].to_vec());
+        }
+    };
+    let n2_ll: Ipv6Addr = N2_LL.parse().unwrap();
+    assert_eq!(
+        (d.src, d.dst, d.hop_limit),
+        (n2_ll, VRRP_GROUP6, 255),
+        "{d:?}"
+    );
+    let r = decode_v6(&payload, d.src, d.dst, d.hop_limit).unwrap();
+    assert_eq!(r.advert.version, Version::V3);
+    assert_eq!(r.advert.interval_cs, 100);
+    assert_eq!(r.advert.priority, 100);
+    assert_eq!(r.checksum, Checksum::PseudoHeader, "{r:?}");
+    let vip: Ipv6Addr = VIP6.parse().unwrap();
+    assert_eq!(r.advert.addrs, vec![IpAddr::V6(vip)]);
+    assert_eq!(
+        r.advert.encode(d.src, d.dst, Checksum::PseudoHeader),
+        payload,
+        "keepalived's advert does not re-encode byte for byte"
+    );
+
+    // keepalived's unsolicited neighbour advertisements for the VIP.
+    let mac = [2, 0, 0, 0, 0, 2];
+    let want = na_frame(mac, vip, false);
+    let t = Instant::now();
+    let mut seen = 0;
+    while seen < 2 && t.elapsed() < LONG {
+        let Some(f) = cap.recv(Duration::from_millis(500)) else {
+            continue;
+        };
+        // ICMPv6 neighbour advertisement from n2.
+        if f.len() > 54 && f[6..12] == mac && f[20] == 58 && f[54] == 136 {
+            assert_eq!(f[..], want[..], "keepalived's NA differs from ours");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no neighbour advertisement from keepalived");
+}
+
+/// An `AF_PACKET` socket receiving the frames of one EtherType on one interface.
+struct PacketCapture(std::os::fd::OwnedFd);
+
+impl PacketCapture {
+    fn open(ifname: &str, ethertype: u16) -> PacketCapture {
+        use std::os::fd::FromRawFd;
+        let idx = antler_ha_agent::net::if_info(ifname).unwrap().index;
+        let proto = ethertype.to_be();
+        // SAFETY: socket(2) takes no pointers; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(proto)) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = idx as i32;
+        // SAFETY: `sll` is a live sockaddr_ll of the size passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        PacketCapture(fd)
+    }
+
+    /// One frame, or `None` after `timeout`.
+    fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, count 1.
+        if unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) } <= 0 {
+            return None;
+        }
+        let mut buf = [0u8; 2048];
+        // SAFETY: `buf` is a live writable buffer of the length passed.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
 }
 
 // ---------------------------------------------------------------------------------
