@@ -217,6 +217,9 @@ pub struct Instance {
     master_down_at: Option<Duration>,
     adver_at: Option<Duration>,
     preempt_since: Option<Duration>,
+    /// The master-down timer runs because the master sent priority 0 (it left), so a
+    /// takeover is reported as [`Reason::MasterLeft`] rather than a timeout.
+    master_left: bool,
     /// Last advert heard from another router.
     pub peer: Option<Peer>,
     /// Address of the current master (ourselves when master).
@@ -244,6 +247,7 @@ impl Instance {
             master_down_at: None,
             adver_at: None,
             preempt_since: None,
+            master_left: false,
             peer: None,
             current_master: None,
             last_transition: None,
@@ -315,6 +319,7 @@ impl Instance {
         if from == to {
             return;
         }
+        self.master_left = false;
         match to {
             State::Master => {
                 out.push(Action::SendAdvert {
@@ -426,6 +431,8 @@ impl Instance {
             State::Backup if self.master_down_at.is_some_and(|t| now >= t) => {
                 if self.maintenance {
                     self.master_down_at = Some(now + self.master_down_interval());
+                } else if self.master_left {
+                    self.go(State::Master, Reason::MasterLeft, now, out);
                 } else {
                     self.go(State::Master, Reason::MasterTimeout, now, out);
                 }
@@ -450,8 +457,10 @@ impl Instance {
                     // RFC: Master_Down_Timer = Skew_Time.
                     self.master_down_at = Some(now + self.skew());
                     self.current_master = None;
+                    self.master_left = true;
                     return;
                 }
+                self.master_left = false;
                 let preempt = self.params.preempt && !self.yielded && !self.maintenance;
                 if !preempt || a.priority >= mine {
                     if self.params.version == Version::V3 {
@@ -602,9 +611,15 @@ mod tests {
             Some(ms(150) + Duration::from_micros(60_937))
         );
         assert!(i.handle(Event::Tick, ms(210)).is_empty());
-        assert_eq!(
-            states(&i.handle(Event::Tick, ms(211))),
-            vec![(State::Backup, State::Master)]
+        let a = i.handle(Event::Tick, ms(211));
+        assert_eq!(states(&a), vec![(State::Backup, State::Master)]);
+        assert!(
+            a.contains(&Action::Transition {
+                from: State::Backup,
+                to: State::Master,
+                reason: Reason::MasterLeft
+            }),
+            "{a:?}"
         );
     }
 

@@ -27,17 +27,23 @@ const C1_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
 // ---------------------------------------------------------------------------------
 // helpers
 
-/// The status of instance VI_1 on `host`, as `ha-agent status --json` prints it.
-fn status(lan: &Lan, host: &str) -> Value {
+/// Every instance's status on `host`, as `ha-agent status --json` prints it.
+fn statuses(lan: &Lan, host: &str) -> Vec<Value> {
     let (ok, out) = lan.ctl(host, &["status", "--json"]);
     assert!(ok, "status on {host} failed: {out}\n{}", lan.logs());
     let v: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("status on {host} is not JSON ({e}): {out}"));
-    v["instances"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == "VI_1"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no VI_1 in the status of {host}: {out}"))
+    v["instances"].as_array().cloned().unwrap_or_default()
+}
+
+/// The status of instance `name` on `host`, if it runs.
+fn status_of(lan: &Lan, host: &str, name: &str) -> Option<Value> {
+    statuses(lan, host).into_iter().find(|i| i["name"] == name)
+}
+
+/// The status of instance VI_1 on `host`, as `ha-agent status --json` prints it.
+fn status(lan: &Lan, host: &str) -> Value {
+    status_of(lan, host, "VI_1").unwrap_or_else(|| panic!("no VI_1 in the status of {host}"))
 }
 
 fn state(lan: &Lan, host: &str) -> String {
@@ -246,6 +252,24 @@ fn track_script_negative_weight_moves_the_vip_and_back() {
     assert_eq!(s["base_priority"], 150, "{s}");
     assert_eq!(s["track_delta"], -60, "{s}");
     assert_eq!(s["track_fault"], false, "{s}");
+    // Each tracker with its state, weight and what it contributes now.
+    assert_eq!(
+        s["trackers"],
+        serde_json::json!([
+            {"kind": "script", "name": "chk", "state": "failed", "weight": -60,
+             "contribution": -60, "fault": false},
+            {"kind": "interface", "name": "eth0", "state": "ok", "weight": 0,
+             "contribution": 0, "fault": false},
+        ]),
+        "{s}"
+    );
+    let (ok, text) = lan.ctl("n1", &["status"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("  track script chk: failed weight -60 contribution -60\n")
+            && text.contains("  track interface eth0: ok weight 0 contribution 0\n"),
+        "{text}"
+    );
     // n2 took over from a lower-priority master: by preemption or by n1 yielding.
     lan.wait("client to answer from n2's MAC", LONG, || {
         lan.client_sees().as_deref() == Some(N2_MAC)
@@ -258,6 +282,8 @@ fn track_script_negative_weight_moves_the_vip_and_back() {
     let s = status(&lan, "n1");
     assert_eq!(s["priority"], 150, "{s}");
     assert_eq!(s["track_delta"], 0, "{s}");
+    assert_eq!(s["trackers"][0]["state"], "ok", "{s}");
+    assert_eq!(s["trackers"][0]["contribution"], 0, "{s}");
     lan.wait("client to answer from n1's MAC", LONG, || {
         lan.client_sees().as_deref() == Some(N1_MAC)
     });
@@ -279,6 +305,17 @@ fn track_script_weight_zero_means_fault() {
     });
     let s = status(&lan, "n1");
     assert_eq!(s["track_fault"], true, "{s}");
+    assert_eq!(
+        s["trackers"][0],
+        serde_json::json!({"kind": "script", "name": "chk", "state": "failed",
+                           "weight": 0, "contribution": 0, "fault": true}),
+        "{s}"
+    );
+    let (_, text) = lan.ctl("n1", &["status"]);
+    assert!(
+        text.contains("  track script chk: failed weight 0 contribution 0 (FAULT)\n"),
+        "{text}"
+    );
     assert!(!lan.has_vip("n1"));
     assert!(
         s["last_transition"]
@@ -887,6 +924,134 @@ fn reload_applies_priority_without_bouncing_the_vip_and_refuses_bad_config() {
     assert_eq!(status(&lan, "n1")["base_priority"], 150);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(vip_events(&lan, "mon"), (1, 1), "{}", log_of(&lan, "mon"));
+}
+
+/// A second instance (VI_2: VRID 52, VIP 192.0.2.101/24) for `host`'s config file.
+fn second_instance(lan: &Lan, host: &str, priority: u8) -> String {
+    format!(
+        "[[vrrp_instance]]\n\
+         name = \"VI_2\"\n\
+         interface = \"eth0\"\n\
+         virtual_router_id = 52\n\
+         priority = {priority}\n\
+         virtual_ipaddress = [\"192.0.2.101/24\"]\n\
+         notify = \"echo >> {} \"\n\
+         notify_stop = \"echo VI_2 stopped >> {}\"\n",
+        lan.path(&format!("{host}-notify.log")).display(),
+        lan.path(&format!("{host}-stop.log")).display(),
+    )
+}
+
+fn has(lan: &Lan, host: &str, addr: &str) -> bool {
+    sh(&[
+        "ip",
+        "-n",
+        &lan.ns(host),
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        "eth0",
+    ])
+    .contains(&format!(" {addr}/"))
+}
+
+#[test]
+fn reload_starts_added_and_stops_removed_instances() {
+    let mut lan = Lan::new();
+    let maildir = lan.path("mail");
+    start_smtpd(&mut lan, "smtpd", &maildir);
+    lan.start_agent("n1", 150, &smtp_extra());
+    let extra = second_instance(&lan, "n2", 100);
+    lan.start_agent("n2", 100, &extra);
+    lan.wait("n1 master of VI_1", LONG, || {
+        exactly_one(&lan) == Some("n1")
+    });
+    lan.wait("n2 master of VI_2 (alone in it)", LONG, || {
+        has(&lan, "n2", "192.0.2.101")
+    });
+    // From now on VI_1's VIP on n1 must not be touched.
+    lan.spawn("mon", "n1", &["ip", "monitor", "address"]);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Reload with VI_2 added (priority 150): it starts and preempts n2; VI_1 is left
+    // alone.
+    let cfg = lan.path("n1.toml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{original}{}", second_instance(&lan, "n1", 150)),
+    )
+    .unwrap();
+    let (ok, out) = lan.ctl("n1", &["reload"]);
+    assert!(ok, "{out}");
+    lan.wait("n1 to start VI_2 and take its VIP", LONG, || {
+        has(&lan, "n1", "192.0.2.101") && !has(&lan, "n2", "192.0.2.101")
+    });
+    assert!(log_of(&lan, "n1").contains("reload: instance started"));
+    let names: Vec<Value> = statuses(&lan, "n1")
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, vec!["VI_1", "VI_2"]);
+    lan.wait("n1's VI_2 to report MASTER", LONG, || {
+        status_of(&lan, "n1", "VI_2").is_some_and(|s| s["state"] == "MASTER")
+    });
+    assert_eq!(status(&lan, "n1")["state"], "MASTER");
+    assert_eq!(exactly_one(&lan), Some("n1"));
+    lan.wait("n1's hook for VI_2 MASTER", LONG, || {
+        lan.notify_log("n1").contains("INSTANCE VI_2 MASTER 150")
+    });
+
+    // Reload without VI_2: it stops as at shutdown. Priority-0 advert (the last advert
+    // n2 heard from n1 has priority 0), VIP removed, STOP hooks and a STOP mail; VI_1
+    // and its VIP stay.
+    let t1 = unix_now();
+    std::fs::write(&cfg, &original).unwrap();
+    let (ok, out) = lan.ctl("n1", &["reload"]);
+    assert!(ok, "{out}");
+    lan.wait("n2 to take VI_2 back", LONG, || {
+        has(&lan, "n2", "192.0.2.101") && !has(&lan, "n1", "192.0.2.101")
+    });
+    lan.wait("n1 to list VI_1 only", LONG, || {
+        statuses(&lan, "n1").len() == 1
+    });
+    lan.wait("n2's VI_2 to report MASTER", LONG, || {
+        status_of(&lan, "n2", "VI_2").is_some_and(|s| s["state"] == "MASTER")
+    });
+    let n2 = status_of(&lan, "n2", "VI_2").unwrap();
+    assert_eq!(n2["peer"], serde_json::json!(["192.0.2.1", 0]), "{n2}");
+    assert!(
+        n2["last_transition"]
+            .to_string()
+            .contains("master sent priority 0"),
+        "{n2}"
+    );
+    assert!(
+        log_of(&lan, "n1").contains("reload: instance removed from the configuration"),
+        "{}",
+        log_of(&lan, "n1")
+    );
+    lan.wait("the STOP hooks of VI_2", LONG, || {
+        lan.notify_log("n1").contains("INSTANCE VI_2 STOP 150")
+            && std::fs::read_to_string(lan.path("n1-stop.log"))
+                .is_ok_and(|t| t.contains("VI_2 stopped"))
+    });
+    let vi2_stop = |m: &String| header(m, "Subject") == "[ha-agent] n1 VI_2: MASTER -> STOP";
+    lan.wait("the STOP mail of the removed VI_2", LONG, || {
+        mails(&maildir).iter().any(vi2_stop)
+    });
+    let m = mails(&maildir);
+    let stop = m.iter().find(|m| vi2_stop(m)).unwrap();
+    assert_eq!(body_field(stop, "instance"), "VI_2", "{stop}");
+    assert_eq!(body_field(stop, "vips"), "192.0.2.101/24", "{stop}");
+    assert!(body_field(stop, "reason").contains("shutdown"), "{stop}");
+    assert!(parse_time(body_field(stop, "time")) >= t1 - 1.0, "{stop}");
+    // VI_1 never noticed.
+    assert_eq!(status(&lan, "n1")["state"], "MASTER");
+    assert_eq!(exactly_one(&lan), Some("n1"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(vip_events(&lan, "mon"), (0, 0), "{}", log_of(&lan, "mon"));
 }
 
 // ---------------------------------------------------------------------------------
