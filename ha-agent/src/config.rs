@@ -84,6 +84,10 @@ pub struct Smtp {
     pub user: Option<String>,
     /// File holding the AUTH password (must be mode 0600 or stricter).
     pub password_file: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) that sign the relay's certificate (a private
+    /// CA); when set, STARTTLS trusts these only, not the public roots. Needs
+    /// `starttls = true`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[[vrrp_script]]`.
@@ -450,6 +454,14 @@ impl Config {
                     message: "at least one recipient".into(),
                 });
             }
+            if s.ca_file.is_some() && !s.starttls {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    line: line_of(text, "ca_file", at),
+                    key: "smtp.ca_file".into(),
+                    message: "only used with starttls = true".into(),
+                });
+            }
             if s.user.is_some() != s.password_file.is_some() {
                 return Err(ConfigError::Invalid {
                     path: path.into(),
@@ -713,5 +725,23 @@ garp_refresh = 0.0
                 .to_string();
             assert!(e.contains("virtual_ipaddress"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn smtp_ca_file_needs_starttls() {
+        let t = EXAMPLE.replace(
+            "starttls = false",
+            "starttls = true\nca_file = \"/etc/ha-agent/ca.pem\"",
+        );
+        let c = Config::parse(Path::new("a.toml"), &t).unwrap();
+        assert_eq!(
+            c.smtp.unwrap().ca_file,
+            Some(PathBuf::from("/etc/ha-agent/ca.pem"))
+        );
+        let t = EXAMPLE.replace("starttls = false", "ca_file = \"/etc/ha-agent/ca.pem\"");
+        let e = Config::parse(Path::new("a.toml"), &t)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "a.toml:8: smtp.ca_file: only used with starttls = true");
     }
 }

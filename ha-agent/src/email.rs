@@ -12,7 +12,8 @@
 //! - Whenever more than [`SUMMARY_THRESHOLD`] changes are waiting at a send attempt (a
 //!   burst of flaps, or the server was down), ONE summary mail lists them all in order
 //!   instead of one mail each.
-//! - STARTTLS (certificate checked against the webpki roots) and AUTH (PLAIN or LOGIN,
+//! - STARTTLS (certificate checked against the webpki roots, or only against the CA
+//!   certificates of `ca_file` for a relay with a private CA) and AUTH (PLAIN or LOGIN,
 //!   password read once at start from `password_file`, which must not be accessible to
 //!   group or others) are optional.
 
@@ -21,7 +22,7 @@ use crate::fsm::State;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use std::collections::VecDeque;
@@ -100,6 +101,14 @@ pub enum EmailError {
         /// Server name.
         host: String,
         /// What lettre said.
+        message: String,
+    },
+    /// The `ca_file` cannot be read or holds no usable certificate.
+    #[error("smtp ca_file {path}: {message}")]
+    CaFile {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
         message: String,
     },
     /// The mail thread cannot be created.
@@ -368,6 +377,23 @@ fn read_password(path: &PathBuf) -> Result<String, EmailError> {
     Ok(password)
 }
 
+/// The CA certificates of `ca_file` (PEM, one or more), which become the only roots
+/// STARTTLS trusts.
+fn read_ca_file(path: &PathBuf) -> Result<Certificate, EmailError> {
+    let bad = |message: String| EmailError::CaFile {
+        path: path.clone(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))
+}
+
 impl Relay {
     fn new(cfg: &Smtp, router_id: &str) -> Result<Relay, EmailError> {
         let (host, port) = parse_server(&cfg.server)?;
@@ -393,10 +419,21 @@ impl Relay {
             _ => return Err(EmailError::IncompleteAuth),
         };
         let tls = if cfg.starttls {
-            let params = TlsParameters::new(host.clone()).map_err(|e| EmailError::Tls {
+            let tls_error = |e: lettre::transport::smtp::Error| EmailError::Tls {
                 host: host.clone(),
                 message: e.to_string(),
-            })?;
+            };
+            let params = match &cfg.ca_file {
+                None => TlsParameters::new(host.clone()).map_err(tls_error)?,
+                Some(path) => {
+                    let ca = read_ca_file(path)?;
+                    TlsParameters::builder(host.clone())
+                        .certificate_store(CertificateStore::None)
+                        .add_root_certificate(ca)
+                        .build()
+                        .map_err(tls_error)?
+                }
+            };
             Some(params)
         } else {
             if credentials.is_some() {
@@ -701,6 +738,7 @@ mod tests {
             starttls: true,
             user: None,
             password_file: None,
+            ca_file: None,
         };
         let r = Relay::new(&cfg, "node1").unwrap();
         assert!(r.tls.is_some());

@@ -20,6 +20,16 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start(port: u16, dir: &Path, creds: Option<&str>) -> SmtpServer {
+        SmtpServer::start_with_tls(port, dir, creds, None)
+    }
+
+    /// With `tls` = (certificate chain, key): STARTTLS offered and required.
+    fn start_with_tls(
+        port: u16,
+        dir: &Path,
+        creds: Option<&str>,
+        tls: Option<(&Path, &Path)>,
+    ) -> SmtpServer {
         let script = dir.join("smtpd.py");
         std::fs::write(&script, SMTPD_SCRIPT).unwrap();
         let mail = dir.join("mail");
@@ -32,6 +42,9 @@ impl SmtpServer {
             .arg(&mail);
         if let Some(c) = creds {
             cmd.arg(c);
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg(cert).arg(key);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -111,6 +124,7 @@ fn smtp(port: u16) -> Smtp {
         starttls: false,
         user: None,
         password_file: None,
+        ca_file: None,
     }
 }
 
@@ -407,4 +421,170 @@ fn auth_uses_a_private_password_file() {
     let auth = std::fs::read_to_string(server.dir.join("auth.log")).unwrap();
     assert_eq!(auth.lines().last(), Some("PLAIN ha ok"), "{auth}");
     mailer.shutdown(Duration::from_secs(2));
+}
+
+/// Runs `openssl ARGS` in `dir`, panicking with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl not found");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`) in `dir`, valid for two days.
+fn make_private_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ha-agent test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// STARTTLS with AUTH against a relay whose certificate comes from a private CA: with
+/// `ca_file` the mail goes through over TLS with AUTH; without it (public roots only)
+/// the certificate is refused and nothing, not even the password, is sent.
+#[test]
+fn starttls_with_a_private_ca_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    make_private_ca(dir.path());
+    let pw = dir.path().join("smtp.pass");
+    std::fs::write(&pw, "s3cret pass\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = free_port();
+    let server = SmtpServer::start_with_tls(
+        port,
+        dir.path(),
+        Some("ha:s3cret pass"),
+        Some((
+            &dir.path().join("server.pem"),
+            &dir.path().join("server.key"),
+        )),
+    );
+    let mut cfg = smtp(port);
+    cfg.starttls = true;
+    cfg.user = Some("ha".into());
+    cfg.password_file = Some(pw);
+
+    // Public roots only: the private CA is not trusted, the mail stays queued.
+    let untrusting = Mailer::start(cfg.clone(), "node1".into()).unwrap();
+    untrusting.report(change("VI_MFS", State::Init, State::Backup, "startup"));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(server.mails().is_empty(), "{:?}", server.mails());
+    assert!(
+        !server.dir.join("auth.log").exists(),
+        "AUTH attempted over an untrusted connection"
+    );
+    untrusting.shutdown(Duration::from_millis(200));
+
+    // A ca_file that holds no certificate is refused at start, naming the file.
+    let mut bad = cfg.clone();
+    bad.ca_file = Some(pw_like(dir.path()));
+    let e = Mailer::start(bad, "node1".into()).unwrap_err().to_string();
+    assert!(
+        e.contains("not-a-ca.pem") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+
+    // With the private CA: delivered over TLS, after AUTH over TLS.
+    cfg.ca_file = Some(dir.path().join("ca.pem"));
+    let mailer = Mailer::start(cfg, "node1".into()).unwrap();
+    mailer.report(change(
+        "VI_MFS",
+        State::Backup,
+        State::Master,
+        "master timeout",
+    ));
+    let mails = server.wait_mails(1, Duration::from_secs(20));
+    let m = &mails[0];
+    assert_eq!(
+        header(m, "Subject"),
+        "[ha-agent] node1 VI_MFS: BACKUP -> MASTER"
+    );
+    let tls = header(m, "X-TLS");
+    assert!(tls.starts_with("TLSv1."), "{m}");
+    let auth = std::fs::read_to_string(server.dir.join("auth.log")).unwrap();
+    assert_eq!(
+        auth.lines().last(),
+        Some(format!("PLAIN ha ok tls={tls}").as_str()),
+        "{auth}"
+    );
+    mailer.shutdown(Duration::from_secs(2));
+    assert_eq!(server.mails().len(), 1, "{:?}", server.mails());
+}
+
+/// A file that is not a CA certificate.
+fn pw_like(dir: &Path) -> PathBuf {
+    let p = dir.join("not-a-ca.pem");
+    std::fs::write(&p, "hello\n").unwrap();
+    p
 }

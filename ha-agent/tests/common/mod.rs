@@ -464,15 +464,26 @@ pub fn decode_qp(mail: &str) -> String {
     format!("{head}\n\n{}", String::from_utf8_lossy(&out))
 }
 
-/// An aiosmtpd server (args: HOST PORT DIR [USER:PASS]) writing each message to `NNNN.eml` (envelope first, as
-/// `X-Envelope-*` lines) and each AUTH attempt to `auth.log`.
+/// An aiosmtpd server (args: HOST PORT DIR [USER:PASS [CERT KEY]]) writing each message
+/// to `NNNN.eml` (envelope first, as `X-Envelope-*` lines, then `X-TLS:` with the TLS
+/// version of the session or `none`) and each AUTH attempt to `auth.log`. With CERT and
+/// KEY it offers STARTTLS, requires it before MAIL and AUTH, and adds the session's
+/// TLS version to each `auth.log` line.
 pub const SMTPD_SCRIPT: &str = r#"
-import os, sys, time
+import os, ssl, sys, time
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 creds = sys.argv[4].split(":", 1) if len(sys.argv) > 4 else None
+cert = sys.argv[5:7] if len(sys.argv) > 6 else None
+
+def tls_of(session):
+    info = session.ssl
+    if not info:
+        return "none"
+    cipher = info.get("cipher")
+    return cipher[1] if cipher else "yes"
 
 class Handler:
     n = 0
@@ -482,6 +493,7 @@ class Handler:
         with open(tmp, "wb") as f:
             f.write(("X-Envelope-From: %s\r\n" % envelope.mail_from).encode())
             f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(("X-TLS: %s\r\n" % tls_of(session)).encode())
             f.write(envelope.content)
         os.rename(tmp, os.path.join(out, "%04d.eml" % Handler.n))
         return "250 OK"
@@ -491,12 +503,17 @@ def authenticator(server, session, envelope, mechanism, auth_data):
           and auth_data.login.decode() == creds[0]
           and auth_data.password.decode() == creds[1])
     with open(os.path.join(out, "auth.log"), "a") as f:
-        f.write("%s %s %s\n" % (mechanism, auth_data.login.decode(), "ok" if ok else "fail"))
+        tls = (" tls=%s" % tls_of(session)) if cert else ""
+        f.write("%s %s %s%s\n" % (mechanism, auth_data.login.decode(), "ok" if ok else "fail", tls))
     return AuthResult(success=ok)
 
 kw = {}
 if creds:
-    kw = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    kw = dict(authenticator=authenticator, auth_required=True, auth_require_tls=bool(cert))
+if cert:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert[0], cert[1])
+    kw.update(tls_context=ctx, require_starttls=True)
 c = Controller(Handler(), hostname=host, port=port, **kw)
 c.start()
 print("ready", flush=True)
