@@ -89,6 +89,25 @@ impl Bitmap {
         }
     }
 
+    /// The raw words (bit `b % 64` of word `b / 64` is block `b`).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// ORs raw words received from the peer into ours (extra words and bits beyond the
+    /// device are ignored).
+    pub fn merge_words(&mut self, other: &[u64]) {
+        for (a, b) in self.words.iter_mut().zip(other) {
+            *a |= *b;
+        }
+        let tail = self.blocks % 64;
+        if tail != 0 {
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1u64 << tail) - 1;
+            }
+        }
+    }
+
     /// The next dirty block at or after `from`.
     pub fn next_dirty(&self, from: u64) -> Option<u64> {
         let mut b = from;

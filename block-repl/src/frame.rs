@@ -46,7 +46,7 @@ pub enum FrameError {
 }
 
 /// Disk states, as in DRBD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DiskState {
     /// No usable data (being created or a sync target mid-resync).
     Inconsistent,
@@ -157,6 +157,32 @@ pub enum Frame {
     ResyncAck {
         /// Byte offset.
         offset: u64,
+        /// Bytes stored.
+        len: u32,
+    },
+    /// The sync source has sent every out-of-sync block: the target adopts these
+    /// generations and becomes UpToDate.
+    ResyncDone {
+        /// Source's current GI.
+        current: u64,
+        /// Source's bitmap GI.
+        bitmap: u64,
+        /// Source's history GIs.
+        history: [u64; 2],
+    },
+    /// Online verify: the peer answers with a checksum per 4 KiB block of the range.
+    VerifyReq {
+        /// Byte offset (block aligned).
+        offset: u64,
+        /// Length (a multiple of 4 KiB, at most 1 MiB).
+        len: u32,
+    },
+    /// Online verify answer: CRC-32 of each 4 KiB block.
+    VerifyReply {
+        /// Byte offset.
+        offset: u64,
+        /// One CRC per block.
+        crcs: Vec<u32>,
     },
     /// The primary marks the peer Outdated (fencing).
     Outdate,
@@ -179,6 +205,9 @@ const T_RSACK: u16 = 10;
 const T_OUTDATE: u16 = 11;
 const T_PING: u16 = 12;
 const T_PINGACK: u16 = 13;
+const T_RSDONE: u16 = 14;
+const T_VERIFYREQ: u16 = 15;
+const T_VERIFYREPLY: u16 = 16;
 
 /// A decoded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +394,33 @@ impl Frame {
                     data: r.data()?,
                 }
             }
-            T_RSACK => Frame::ResyncAck { offset: r.u64()? },
+            T_RSACK => Frame::ResyncAck {
+                offset: r.u64()?,
+                len: r.u32()?,
+            },
+            T_RSDONE => Frame::ResyncDone {
+                current: r.u64()?,
+                bitmap: r.u64()?,
+                history: [r.u64()?, r.u64()?],
+            },
+            T_VERIFYREQ => Frame::VerifyReq {
+                offset: r.u64()?,
+                len: r.u32()?,
+            },
+            T_VERIFYREPLY => {
+                let offset = r.u64()?;
+                if !r.b.len().is_multiple_of(4) {
+                    return Err(FrameError::Bad {
+                        ty,
+                        what: "checksums not a multiple of 4 bytes",
+                    });
+                }
+                let mut crcs = Vec::with_capacity(r.b.len() / 4);
+                while !r.b.is_empty() {
+                    crcs.push(r.u32()?);
+                }
+                Frame::VerifyReply { offset, crcs }
+            }
             T_OUTDATE => Frame::Outdate,
             T_PING => Frame::Ping,
             T_PINGACK => Frame::PingAck,
@@ -454,9 +509,32 @@ impl Frame {
                 p.extend_from_slice(data);
                 T_RSDATA
             }
-            Frame::ResyncAck { offset } => {
+            Frame::ResyncAck { offset, len } => {
                 p.extend_from_slice(&offset.to_be_bytes());
+                p.extend_from_slice(&len.to_be_bytes());
                 T_RSACK
+            }
+            Frame::ResyncDone {
+                current,
+                bitmap,
+                history,
+            } => {
+                for v in [*current, *bitmap, history[0], history[1]] {
+                    p.extend_from_slice(&v.to_be_bytes());
+                }
+                T_RSDONE
+            }
+            Frame::VerifyReq { offset, len } => {
+                p.extend_from_slice(&offset.to_be_bytes());
+                p.extend_from_slice(&len.to_be_bytes());
+                T_VERIFYREQ
+            }
+            Frame::VerifyReply { offset, crcs } => {
+                p.extend_from_slice(&offset.to_be_bytes());
+                for c in crcs {
+                    p.extend_from_slice(&c.to_be_bytes());
+                }
+                T_VERIFYREPLY
             }
             Frame::Outdate => T_OUTDATE,
             Frame::Ping => T_PING,
@@ -542,7 +620,19 @@ mod tests {
             any::<u64>().prop_map(|seq| Frame::Flush { seq }),
             (any::<u64>(), any::<u32>()).prop_map(|(seq, status)| Frame::Ack { seq, status }),
             (any::<u64>(), data).prop_map(|(offset, data)| Frame::ResyncData { offset, data }),
-            any::<u64>().prop_map(|offset| Frame::ResyncAck { offset }),
+            (any::<u64>(), any::<u32>()).prop_map(|(offset, len)| Frame::ResyncAck { offset, len }),
+            (any::<u64>(), any::<u64>(), any::<[u64; 2]>()).prop_map(
+                |(current, bitmap, history)| {
+                    Frame::ResyncDone {
+                        current,
+                        bitmap,
+                        history,
+                    }
+                }
+            ),
+            (any::<u64>(), any::<u32>()).prop_map(|(offset, len)| Frame::VerifyReq { offset, len }),
+            (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..40))
+                .prop_map(|(offset, crcs)| Frame::VerifyReply { offset, crcs }),
             Just(Frame::Outdate),
             Just(Frame::Ping),
             Just(Frame::PingAck),

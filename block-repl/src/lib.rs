@@ -1,16 +1,35 @@
-//! `block-repl`: a DRBD-like replicated block device for the master's data directory
-//! (work in progress: the pure core).
+//! `block-repl`: a DRBD-like replicated block device for the master's data directory.
 //!
+//! Pure core:
 //! - [`gi`]: generation identifiers and the resync / split-brain decision on connect.
+//! - [`handshake`]: what a connection means, from both nodes' exchanged state.
 //! - [`bitmap`]: the dirty-block bitmap (one bit per 4 KiB).
+//! - [`al`]: the activity log of hot extents.
 //! - [`frame`]: replication frames (decoded whole before anything is applied).
-//! - [`meta`]: persistent metadata (generations, disk state, bitmap), written durably.
+//! - [`meta`]: persistent metadata (generations, disk state, bitmap, activity log).
 //! - [`status`]: the `/proc/drbd`-style status view.
 //! - [`policy`]: after-split-brain policies, evaluated identically on both nodes.
+//! - [`config`]: the TOML resource file.
+//!
+//! Shell: [`store`] (local copy), [`wire`] (frame I/O, authentication), [`node`] (the
+//! replication engine), [`fuse`] + [`device`] (the block device), [`watchdog`],
+//! [`hooks`], [`control`] (operator socket), [`daemon`].
 
+pub mod al;
 pub mod bitmap;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod device;
 pub mod frame;
+pub mod fuse;
 pub mod gi;
+pub mod handshake;
+pub mod hooks;
 pub mod meta;
+pub mod node;
 pub mod policy;
 pub mod status;
+pub mod store;
+pub mod watchdog;
+pub mod wire;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! "BRPMETA1" size:u64 current:u64 bitmap:u64 hist0:u64 hist1:u64 disk:u8 flags:u8
-//! bitmap_len:u32 bitmap bytes (see bitmap::Bitmap::encode) crc32:u32   (all little-endian)
+//! bitmap_len:u32 bitmap bytes (see bitmap::Bitmap::encode)
+//! al_count:u32 al extents:u32... crc32:u32                              (all little-endian)
 //! ```
 
 use crate::bitmap::{Bitmap, BitmapError};
@@ -34,6 +35,8 @@ pub struct Meta {
     pub peer_outdated: bool,
     /// Blocks that differ from the peer.
     pub bitmap: Bitmap,
+    /// Activity log: the extents (1 MiB each) a primary may have writes in flight to.
+    pub al: Vec<u32>,
 }
 
 /// Metadata that cannot be used.
@@ -67,6 +70,7 @@ impl Meta {
             was_primary: false,
             peer_outdated: false,
             bitmap: Bitmap::new(size),
+            al: Vec::new(),
         }
     }
 
@@ -93,6 +97,10 @@ impl Meta {
         v.push(self.was_primary as u8 | (self.peer_outdated as u8) << 1);
         v.extend_from_slice(&(bm.len() as u32).to_le_bytes());
         v.extend_from_slice(&bm);
+        v.extend_from_slice(&(self.al.len() as u32).to_le_bytes());
+        for e in &self.al {
+            v.extend_from_slice(&e.to_le_bytes());
+        }
         let crc = crc32fast::hash(&v);
         v.extend_from_slice(&crc.to_le_bytes());
         v
@@ -127,11 +135,20 @@ impl Meta {
         };
         let flags = body[49];
         let bm_len = u32::from_le_bytes(body[50..54].try_into().expect("4")) as usize;
-        if FIXED + bm_len != body.len() {
+        if FIXED + bm_len + 4 > body.len() {
             return Err(bad("bitmap length does not match the file"));
         }
-        let bitmap =
-            Bitmap::decode(size, &body[FIXED..]).map_err(|e: BitmapError| bad(&e.to_string()))?;
+        let bitmap = Bitmap::decode(size, &body[FIXED..FIXED + bm_len])
+            .map_err(|e: BitmapError| bad(&e.to_string()))?;
+        let rest = &body[FIXED + bm_len..];
+        let al_n = u32::from_le_bytes(rest[..4].try_into().expect("4")) as usize;
+        if rest.len() != 4 + 4 * al_n {
+            return Err(bad("activity log length does not match the file"));
+        }
+        let al = rest[4..]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .collect();
         Ok(Meta {
             size,
             gi,
@@ -139,6 +156,7 @@ impl Meta {
             was_primary: flags & 1 != 0,
             peer_outdated: flags & 2 != 0,
             bitmap,
+            al,
         })
     }
 
@@ -199,6 +217,7 @@ mod tests {
         m.disk = DiskState::UpToDate;
         m.was_primary = true;
         m.bitmap.set_range(5 << 20, 10_000);
+        m.al = vec![3, 17];
         m.store(&p).unwrap();
         let back = Meta::load(&p).unwrap();
         assert_eq!(back, m);

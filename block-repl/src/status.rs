@@ -1,10 +1,11 @@
 //! The status view, in the style of `/proc/drbd` and `drbdadm status`.
 
 use crate::frame::DiskState;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Everything the status view shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// Resource name.
     pub name: String,
@@ -32,6 +33,12 @@ pub struct Status {
     pub out_of_sync_kib: u64,
     /// During a resync: total KiB to sync and the current speed (KiB/s).
     pub resync: Option<(u64, u64)>,
+    /// The device path while primary.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Why the node is not connected (last error, split brain), if it says anything.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 fn role(p: Option<bool>) -> &'static str {
@@ -108,6 +115,12 @@ impl Status {
                 speed
             );
         }
+        if let Some(d) = &self.device {
+            s += &format!("    device: {d}\n");
+        }
+        if let Some(n) = &self.note {
+            s += &format!("    note: {n}\n");
+        }
         s
     }
 }
@@ -132,6 +145,8 @@ mod tests {
             read_kib: 10,
             out_of_sync_kib: 7680,
             resync: Some((10240, 512)),
+            device: None,
+            note: None,
         };
         let t = st.render(true);
         assert!(

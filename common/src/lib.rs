@@ -10,11 +10,13 @@
 //!   (`[-f] [-c CFG] ... [start|stop|restart|reload|test|kill]`), the
 //!   `DATA_PATH/.NAME.lock` PID lock file and the actions on a running
 //!   instance, signal flags, daemonizing, dropping privileges,
-//! * [`logging`]: `tracing` output to syslog (facility daemon) and stderr.
+//! * [`logging`]: `tracing` output to syslog (facility daemon) and stderr,
+//! * [`toml_cfg`]: strict TOML files for Antler's own daemons, errors with file:line: key.
 
 pub mod cfg;
 pub mod daemon;
 pub mod logging;
+pub mod toml_cfg;
 
 pub use cfg::{parse_size, CfgError, CfgFile};
 pub use daemon::{Action, DaemonArgs, LockError, LockFile, Signals};

@@ -1,0 +1,292 @@
+//! The local copy: the backing disk (file or block device) and its metadata, either in a
+//! separate file (written with temp file, fsync, rename, directory fsync) or "internal"
+//! at the end of the disk in two alternating slots (a torn write leaves the other slot).
+
+use crate::config::MetaDisk;
+use crate::meta::{Meta, MetaError};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use thiserror::Error;
+
+/// Block size of the device.
+pub const BLOCK: u64 = 4096;
+const SLOT_MAGIC: &[u8; 8] = b"BRPSLOT1";
+const SLOT_HEADER: usize = 8 + 8 + 4;
+
+/// Local storage errors.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// I/O on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Metadata unusable.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// No metadata yet.
+    #[error("{0}: no block-repl metadata (run `block-repl create-md` first)")]
+    NoMeta(PathBuf),
+    /// The disk is too small.
+    #[error("{path}: {size} bytes is too small for a device")]
+    TooSmall {
+        /// File.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+}
+
+enum Loc {
+    Internal { slots: [u64; 2], slot_len: u64 },
+    External(PathBuf),
+}
+
+/// One node's local copy.
+pub struct Store {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    loc: Loc,
+    seq: AtomicU64,
+}
+
+fn slot_len(total: u64) -> u64 {
+    // Header, fixed metadata, a bitmap for the whole disk, the largest activity log.
+    (1024 + total / (BLOCK * 8) + 16 + 4 * 65_536).div_ceil(BLOCK) * BLOCK
+}
+
+impl Store {
+    /// Opens the disk and works out the device size.
+    pub fn open(disk: &Path, meta: &MetaDisk) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: disk.into(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(disk)
+            .map_err(io)?;
+        let total = file.seek(SeekFrom::End(0)).map_err(io)?;
+        let (size, loc) = match meta {
+            MetaDisk::External(p) => (total / BLOCK * BLOCK, Loc::External(p.clone())),
+            MetaDisk::Internal => {
+                let sl = slot_len(total);
+                let size = total.saturating_sub(2 * sl) / BLOCK * BLOCK;
+                (
+                    size,
+                    Loc::Internal {
+                        slots: [total - 2 * sl, total - sl],
+                        slot_len: sl,
+                    },
+                )
+            }
+        };
+        if size < 16 * BLOCK {
+            return Err(StoreError::TooSmall {
+                path: disk.into(),
+                size: total,
+            });
+        }
+        Ok(Store {
+            file,
+            path: disk.into(),
+            size,
+            loc,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Device size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The backing disk's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Loads the metadata.
+    pub fn load_meta(&self) -> Result<Meta, StoreError> {
+        match &self.loc {
+            Loc::External(p) => {
+                if !p.exists() {
+                    return Err(StoreError::NoMeta(p.clone()));
+                }
+                Ok(Meta::load(p)?)
+            }
+            Loc::Internal { slots, slot_len } => {
+                let mut best: Option<(u64, Meta)> = None;
+                let mut last_err = None;
+                for off in slots {
+                    let mut b = vec![0u8; *slot_len as usize];
+                    self.file
+                        .read_exact_at(&mut b, *off)
+                        .map_err(|e| self.io(e))?;
+                    if &b[..8] != SLOT_MAGIC {
+                        continue;
+                    }
+                    let seq = u64::from_le_bytes(b[8..16].try_into().expect("8"));
+                    let len = u32::from_le_bytes(b[16..20].try_into().expect("4")) as usize;
+                    if SLOT_HEADER + len > b.len() {
+                        continue;
+                    }
+                    match Meta::decode(&self.path, &b[SLOT_HEADER..SLOT_HEADER + len]) {
+                        Ok(m) if best.as_ref().is_none_or(|(s, _)| seq > *s) => {
+                            best = Some((seq, m))
+                        }
+                        Ok(_) => {}
+                        Err(e) => last_err = Some(e),
+                    }
+                }
+                match (best, last_err) {
+                    (Some((seq, m)), _) => {
+                        self.seq.store(seq, Ordering::SeqCst);
+                        Ok(m)
+                    }
+                    (None, Some(e)) => Err(e.into()),
+                    (None, None) => Err(StoreError::NoMeta(self.path.clone())),
+                }
+            }
+        }
+    }
+
+    /// Persists the metadata durably.
+    pub fn save_meta(&self, m: &Meta) -> Result<(), StoreError> {
+        match &self.loc {
+            Loc::External(p) => Ok(m.store(p)?),
+            Loc::Internal { slots, slot_len } => {
+                let body = m.encode();
+                let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut b = Vec::with_capacity(SLOT_HEADER + body.len());
+                b.extend_from_slice(SLOT_MAGIC);
+                b.extend_from_slice(&seq.to_le_bytes());
+                b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                b.extend_from_slice(&body);
+                assert!(b.len() as u64 <= *slot_len, "metadata larger than its slot");
+                self.file
+                    .write_all_at(&b, slots[(seq % 2) as usize])
+                    .map_err(|e| self.io(e))?;
+                self.file.sync_data().map_err(|e| self.io(e))
+            }
+        }
+    }
+
+    /// True when valid metadata exists.
+    pub fn has_meta(&self) -> bool {
+        self.load_meta().is_ok()
+    }
+
+    /// Reads device bytes.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Writes device bytes (to the page cache; see [`Store::sync`]).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    /// Discards (punches) or zeroes a range.
+    pub fn discard(&self, offset: u64, len: u64, zero: bool) -> std::io::Result<()> {
+        let mode = libc::FALLOC_FL_KEEP_SIZE
+            | if zero {
+                libc::FALLOC_FL_ZERO_RANGE
+            } else {
+                libc::FALLOC_FL_PUNCH_HOLE
+            };
+        // SAFETY: plain syscall on an fd we own.
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
+        // The backing store cannot punch: write zeroes (a discard reads back as zeroes).
+        let zeros = vec![0u8; (1 << 20).min(len) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far stable.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::DiskState;
+
+    #[test]
+    fn internal_metadata_survives_a_torn_slot() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("disk.img");
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let s = Store::open(&p, &MetaDisk::Internal).unwrap();
+        assert!(s.size() < 64 << 20 && s.size() > 60 << 20, "{}", s.size());
+        assert!(matches!(s.load_meta(), Err(StoreError::NoMeta(_))));
+        let mut m = Meta::new(s.size());
+        s.save_meta(&m).unwrap();
+        m.disk = DiskState::UpToDate;
+        m.al = vec![1, 2, 3];
+        s.save_meta(&m).unwrap();
+        let s2 = Store::open(&p, &MetaDisk::Internal).unwrap();
+        assert_eq!(s2.load_meta().unwrap(), m);
+        // Tear the newest slot: the previous generation is used.
+        let Loc::Internal { slots, .. } = &s2.loc else {
+            panic!()
+        };
+        let newest = slots[(2 % 2) as usize];
+        s2.file.write_all_at(&[0xff; 100], newest + 40).unwrap();
+        let back = Store::open(&p, &MetaDisk::Internal)
+            .unwrap()
+            .load_meta()
+            .unwrap();
+        assert_eq!(back.disk, DiskState::Inconsistent);
+        // Device data never overlaps the metadata.
+        s2.write_at(&vec![7u8; 4096], s2.size() - 4096).unwrap();
+        assert_eq!(
+            Store::open(&p, &MetaDisk::Internal)
+                .unwrap()
+                .load_meta()
+                .unwrap()
+                .disk,
+            DiskState::Inconsistent
+        );
+    }
+}
