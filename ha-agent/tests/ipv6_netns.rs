@@ -309,3 +309,55 @@ fn ipv6_bad_adverts_are_counted_and_ignored() {
     assert_eq!(n1["state"], "BACKUP", "{n1}\n{}", lan.logs());
     assert_eq!(n1["master"], src.to_string(), "{n1}");
 }
+
+/// Unicast peers over IPv6 are given by their link-local addresses (the source of
+/// their adverts): election and takeover work without ff02::12.
+#[test]
+fn ipv6_unicast_peers_by_link_local_address() {
+    let mut lan = Lan::new_v6();
+    lan.start_agent(
+        "n1",
+        150,
+        &format!("advert_int = 1.0\nunicast_peer = [\"{N2_LL}\"]"),
+    );
+    lan.start_agent(
+        "n2",
+        100,
+        &format!("advert_int = 1.0\nunicast_peer = [\"{N1_LL}\"]"),
+    );
+    lan.wait("n1 to be the only VIP owner", LONG, || {
+        exactly_one(&lan) == Some("n1")
+    });
+    lan.wait("n2 to hear n1's unicast adverts", LONG, || {
+        let n2 = status(&lan, "n2");
+        n2["state"] == "BACKUP" && n2["master"] == N1_LL && n2["peer"][1] == 150
+    });
+    // Nothing went to the multicast group: n1's socket is not in it.
+    let groups = sh(&[
+        "ip",
+        "-n",
+        &lan.ns("n1"),
+        "-6",
+        "maddr",
+        "show",
+        "dev",
+        "eth0",
+    ]);
+    assert!(!groups.contains("ff02::12"), "{groups}");
+    // The client knows the VIP at n1 (the killed node's kernel keeps answering for
+    // it, so a client that asks only afterwards could get either MAC).
+    lan.wait("client to get replies from n1's MAC", LONG, || {
+        lan.client_sees().as_deref() == Some(N1_MAC)
+    });
+    lan.signal("n1", libc::SIGKILL);
+    lan.wait("n2 to take the VIP after kill -9", LONG, || {
+        lan.has_vip("n2")
+    });
+    lan.wait("client to get replies from n2's MAC", LONG, || {
+        lan.client_sees().as_deref() == Some(N2_MAC)
+    });
+    assert!(status(&lan, "n2")["rejected"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+}
