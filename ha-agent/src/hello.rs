@@ -89,7 +89,6 @@ fn open_v6() -> io::Result<UdpSocket> {
     let fd: OwnedFd = sys::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0)?;
     let one: libc::c_int = 1;
     sys::setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)?;
-    sys::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
     // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value (`::`).
     let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;

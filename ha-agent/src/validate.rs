@@ -175,4 +175,30 @@ mod tests {
         carp[20 + 3] = 7;
         assert_eq!(verdict(&carp, &e), Err(Reject::BadLength));
     }
+
+    #[test]
+    fn ipv6_hop_limit_must_be_255() {
+        use crate::packet::{decode_v6, VRRP_GROUP6};
+        use std::net::Ipv6Addr;
+        let src: Ipv6Addr = "fe80::ff:fe00:2".parse().unwrap();
+        let a = Advert {
+            version: Version::V3,
+            vrid: 51,
+            priority: 100,
+            interval_cs: 100,
+            auth: None,
+            addrs: vec!["2001:db8:0:1::100".parse().unwrap()],
+        };
+        let p = a.encode(src, VRRP_GROUP6, Checksum::PseudoHeader);
+        let e = Expect {
+            vrid: 51,
+            version: Version::V3,
+            auth: None,
+            interval_cs: 100,
+        };
+        let verdict = |hops| check(&decode_v6(&p, src, VRRP_GROUP6, hops).unwrap(), &e);
+        assert_eq!(verdict(255), Ok(()));
+        assert_eq!(verdict(64), Err(Reject::BadTtl));
+        assert_eq!(verdict(0), Err(Reject::BadTtl), "no IPV6_HOPLIMIT data");
+    }
 }
