@@ -119,6 +119,7 @@ impl Daemon {
         let _ = std::fs::remove_file(&sock);
         let control = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
         let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::write(c.me.run_dir.join(format!("{}.pid", c.name)), format!("{}\n", std::process::id()));
         Ok((
             Arc::new(Daemon {
                 node,
@@ -176,8 +177,9 @@ impl Daemon {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
-        let sock = self.node.cfg.me.socket(&self.node.cfg.name);
-        let _ = std::fs::remove_file(sock);
+        let c = &self.node.cfg;
+        let _ = std::fs::remove_file(c.me.socket(&c.name));
+        let _ = std::fs::remove_file(c.me.run_dir.join(format!("{}.pid", c.name)));
         info!("down");
     }
 
