@@ -356,7 +356,9 @@ impl Shell {
                 }
                 Ok(Input::Net(ev)) => self.net_event(ev),
                 Ok(Input::Hello(h)) => {
-                    if h.vrid == self.cfg.virtual_router_id {
+                    // Hellos of the other family belong to another instance's link.
+                    let same_family = h.src.is_ipv6() == self.fsm.params.local_addr.is_ipv6();
+                    if h.vrid == self.cfg.virtual_router_id && same_family {
                         // A peer not heard for a while is back (a healed split brain
                         // whose loser heard us first and stepped down without a word
                         // to us, or a restarted peer): re-announce, so that clients

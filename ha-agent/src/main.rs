@@ -178,14 +178,14 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     // Trackers: scripts and interfaces combine into (delta, fault) per instance.
     let shared_cfg: SharedConfig = Arc::new(Mutex::new((0, cfg.clone())));
     let link_state: Arc<Mutex<HashMap<u32, bool>>> = Arc::new(Mutex::new(HashMap::new()));
-    {
+    let tracker_thread = {
         let shared_cfg = Arc::clone(&shared_cfg);
         let senders = Arc::clone(&senders);
         let link_state = Arc::clone(&link_state);
         std::thread::Builder::new()
             .name("trackers".into())
-            .spawn(move || track_loop(shared_cfg, senders, link_state))?;
-    }
+            .spawn(move || track_loop(shared_cfg, senders, link_state))?
+    };
 
     // Backup hellos from peers, to every instance (each filters on its VRID).
     {
@@ -278,8 +278,10 @@ fn run(cfg_path: &Path, socket: &Path) -> anyhow::Result<()> {
     for (_, r) in running.drain() {
         let _ = r.handle.join();
     }
-    // Stops the script checks (the tracker thread owns them).
+    // Stops the script checks (the tracker thread owns them; a running check is killed)
+    // before the process exits.
     shared_cfg.lock().unwrap().0 = u64::MAX;
+    let _ = tracker_thread.join();
     // The instances are gone; drop our handle on the shared environment so the notifier
     // and the mailer can be shut down (flushing the STOP hook and mail) below.
     drop(env);
