@@ -119,7 +119,10 @@ impl Daemon {
         let _ = std::fs::remove_file(&sock);
         let control = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
         let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
-        let _ = std::fs::write(c.me.run_dir.join(format!("{}.pid", c.name)), format!("{}\n", std::process::id()));
+        let _ = std::fs::write(
+            c.me.run_dir.join(format!("{}.pid", c.name)),
+            format!("{}\n", std::process::id()),
+        );
         Ok((
             Arc::new(Daemon {
                 node,

@@ -19,7 +19,10 @@ fn synced_pair(o: Opts) -> Pair {
     p.up(1);
     p.wait_cstate(0, "Connected", LONG);
     let refused = p.cli_raw(0, &["primary"]);
-    assert!(!refused.status.success(), "an Inconsistent node must not be promoted without --force");
+    assert!(
+        !refused.status.success(),
+        "an Inconsistent node must not be promoted without --force"
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Inconsistent"));
     p.cli(0, &["primary", "--force"]);
     p
@@ -70,7 +73,10 @@ fn kill9_failover_keeps_fsynced_files_and_reconnect_resyncs_only_dirty_blocks() 
     // The initial full sync at 40 MiB/s: status shows progress and an ETA meanwhile.
     wait_for("resync progress in status", LONG, || {
         let t = String::from_utf8_lossy(&p.cli_raw(0, &["status"]).stdout).into_owned();
-        t.contains("cs:SyncSource") && t.contains("sync'ed:") && t.contains("finish: ") && t.contains("speed:")
+        t.contains("cs:SyncSource")
+            && t.contains("sync'ed:")
+            && t.contains("finish: ")
+            && t.contains("speed:")
     });
     let j = p.status(1);
     assert_eq!(j["cstate"], "SyncTarget", "{j}");
@@ -102,12 +108,18 @@ fn kill9_failover_keeps_fsynced_files_and_reconnect_resyncs_only_dirty_blocks() 
     let after = p.status(1);
     let resync_kib = kib(&after, "sent_kib") - kib(&before, "sent_kib");
     let dirty_kib = kib(&before, "out_of_sync_kib");
-    assert!(dirty_kib >= 8 * 1024, "dirty {dirty_kib} KiB < the 8 MiB written");
+    assert!(
+        dirty_kib >= 8 * 1024,
+        "dirty {dirty_kib} KiB < the 8 MiB written"
+    );
     assert!(
         resync_kib >= 8 * 1024 && resync_kib <= dirty_kib + 8 * 1024 + 2048,
         "resync sent {resync_kib} KiB for {dirty_kib} KiB dirty"
     );
-    assert!(resync_kib < 64 * 1024, "resync sent {resync_kib} KiB: that is most of the device");
+    assert!(
+        resync_kib < 64 * 1024,
+        "resync sent {resync_kib} KiB: that is most of the device"
+    );
     let v = p.cli(1, &["verify"]);
     assert!(v.contains("verify finished: 0 KiB out of sync"), "{v}");
     check_files(&more, &m2);
@@ -169,7 +181,10 @@ fn split_brain_is_detected_never_merged_and_discard_zero_changes_resolves_it() {
     for i in 0..2 {
         p.wait_cstate(i, "StandAlone", LONG);
         let s = p.status(i);
-        assert!(s["note"].as_str().unwrap_or("").contains("split brain"), "{s}");
+        assert!(
+            s["note"].as_str().unwrap_or("").contains("split brain"),
+            "{s}"
+        );
     }
     // Nothing merged: each side still has its own files only.
     p.cli(0, &["primary"]);
@@ -205,7 +220,11 @@ fn split_brain_is_detected_never_merged_and_discard_zero_changes_resolves_it() {
     p.cli(1, &["connect"]);
     p.wait_cstate(0, "Connected", LONG);
     p.wait_cstate(1, "Connected", LONG);
-    assert!(p.log(0).contains("split brain resolved by policy"), "{}", p.log(0));
+    assert!(
+        p.log(0).contains("split brain resolved by policy"),
+        "{}",
+        p.log(0)
+    );
     let v = p.cli(1, &["verify"]);
     assert!(v.contains(" 0 KiB out of sync"), "{v}");
     p.cli(0, &["primary"]);
@@ -234,13 +253,73 @@ fn outdated_promotion_and_a_wrong_secret_are_refused() {
     let bad = p.dir.join("bad.toml");
     std::fs::write(&bad, text.replace("t3st-secret", "wrong-secret")).unwrap();
     let o = run(&[
-        "ip", "netns", "exec", &p.ns[1], bin(), "-c", bad.to_str().unwrap(), "--node", "node2", "up",
+        "ip",
+        "netns",
+        "exec",
+        &p.ns[1],
+        bin(),
+        "-c",
+        bad.to_str().unwrap(),
+        "--node",
+        "node2",
+        "up",
     ]);
     assert!(o.status.success());
     for i in 0..2 {
         wait_for("authentication refusal", LONG, || {
             let s = p.status(i);
-            s["cstate"] == "StandAlone" && s["note"].as_str().unwrap_or("").contains("shared_secret")
+            s["cstate"] == "StandAlone"
+                && s["note"].as_str().unwrap_or("").contains("shared_secret")
         });
     }
+}
+
+/// SIGCONTs a stopped daemon when dropped, so a failing test can still clean up.
+struct Resume(i32);
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: signalling a process this test started.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn a_stalled_daemon_makes_io_fail_instead_of_hanging() {
+    let p = synced_pair(Opts {
+        disk: "stall_timeout = 3.0".into(),
+        ..Default::default()
+    });
+    p.wait_cstate(0, "Connected", LONG);
+    mkfs(&p, 0);
+    let m = p.mount(0, "a");
+    write_files(&m, "f", 2, 10_000);
+    let pid = p.pid(0).unwrap();
+    // SAFETY: stopping a process this test started; Resume continues it.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let _resume = Resume(pid);
+    let target = format!("of={}", m.join("stalled").display());
+    let mut dd = std::process::Command::new("dd")
+        .args(["if=/dev/zero", &target, "bs=1M", "count=8", "conv=fsync"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = dd.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "I/O still hangs 60 s after the daemon stopped: the watchdog did not abort"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "dd cannot succeed while the daemon is stopped"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut dd.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("Input/output error"), "{err}");
+    assert!(p.log(0).contains("aborted FUSE connection"), "{}", p.log(0));
 }

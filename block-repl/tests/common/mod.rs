@@ -43,7 +43,10 @@ pub fn ok(args: &[&str]) -> String {
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -93,7 +96,11 @@ impl Pair {
     /// Builds the network and the configuration, and creates the metadata on both disks.
     pub fn new(o: Opts) -> Pair {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(format!("brp-test-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let names = ["node1", "node2"];
@@ -112,19 +119,36 @@ impl Pair {
             cfg: dir.join("r.toml"),
         };
         let addrs = if o.netns {
-            let (va, vb) = (format!("vb{}a", &id[..id.len().min(8)]), format!("vb{}b", &id[..id.len().min(8)]));
+            let (va, vb) = (
+                format!("vb{}a", &id[..id.len().min(8)]),
+                format!("vb{}b", &id[..id.len().min(8)]),
+            );
             ok(&["ip", "netns", "add", &ns[0]]);
             ok(&["ip", "netns", "add", &ns[1]]);
-            ok(&["ip", "link", "add", &va, "netns", &ns[0], "type", "veth", "peer", "name", &vb, "netns", &ns[1]]);
-            for (n, v, a) in [(&ns[0], &va, "198.51.100.1/24"), (&ns[1], &vb, "198.51.100.2/24")] {
+            ok(&[
+                "ip", "link", "add", &va, "netns", &ns[0], "type", "veth", "peer", "name", &vb,
+                "netns", &ns[1],
+            ]);
+            for (n, v, a) in [
+                (&ns[0], &va, "198.51.100.1/24"),
+                (&ns[1], &vb, "198.51.100.2/24"),
+            ] {
                 ok(&["ip", "-n", n, "addr", "add", a, "dev", v]);
                 ok(&["ip", "-n", n, "link", "set", v, "up"]);
                 ok(&["ip", "-n", n, "link", "set", "lo", "up"]);
             }
-            ["198.51.100.1:7789".to_string(), "198.51.100.2:7789".to_string()]
+            [
+                "198.51.100.1:7789".to_string(),
+                "198.51.100.2:7789".to_string(),
+            ]
         } else {
-            let base = 20000 + (std::process::id() % 20000) as u16 + 2 * SEQ.load(Ordering::Relaxed) as u16;
-            [format!("127.0.0.1:{base}"), format!("127.0.0.1:{}", base + 1)]
+            let base = 20000
+                + (std::process::id() % 20000) as u16
+                + 2 * SEQ.load(Ordering::Relaxed) as u16;
+            [
+                format!("127.0.0.1:{base}"),
+                format!("127.0.0.1:{}", base + 1),
+            ]
         };
         let mut text = format!(
             "[resource]\nname = \"r0\"\nprotocol = \"{}\"\nshared_secret = \"t3st-secret\"\n",
@@ -145,7 +169,12 @@ impl Pair {
             );
         }
         text += &format!("[net]\ntimeout = 2.0\n{}\n", o.net);
-        text += &format!("[disk]\nstall_timeout = 20.0\n{}\n", o.disk);
+        let stall = if o.disk.contains("stall_timeout") {
+            ""
+        } else {
+            "stall_timeout = 20.0\n"
+        };
+        text += &format!("[disk]\n{stall}{}\n", o.disk);
         text += &format!(
             "[handlers]\nfence_peer = \"echo fenced $BLOCK_REPL_PEER >> {d}/fence.log; exit 5\"\nsplit_brain = \"echo split $BLOCK_REPL_NODE $BLOCK_REPL_PEER >> {d}/split.log\"\n",
             d = dir.display()
@@ -194,18 +223,22 @@ impl Pair {
 
     /// The daemon log.
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.join(format!("run-{}/r0.log", self.names[i]))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(format!("run-{}/r0.log", self.names[i])))
+            .unwrap_or_default()
     }
 
     /// The daemon's pid (None when not running).
     pub fn pid(&self, i: usize) -> Option<i32> {
-        let p: i32 = std::fs::read_to_string(self.dir.join(format!("run-{}/r0.pid", self.names[i])))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let p: i32 =
+            std::fs::read_to_string(self.dir.join(format!("run-{}/r0.pid", self.names[i])))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
         let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
-        String::from_utf8_lossy(&cmd).contains("block-repl").then_some(p)
+        String::from_utf8_lossy(&cmd)
+            .contains("block-repl")
+            .then_some(p)
     }
 
     /// kill -9 of node `i`'s daemon; waits until it is gone.
@@ -230,7 +263,9 @@ impl Pair {
 
     /// Waits until node `i`'s connection state is `cs`.
     pub fn wait_cstate(&self, i: usize, cs: &str, timeout: Duration) {
-        wait_for(&format!("{} {cs}", self.names[i]), timeout, || self.status(i)["cstate"] == cs);
+        wait_for(&format!("{} {cs}", self.names[i]), timeout, || {
+            self.status(i)["cstate"] == cs
+        });
     }
 
     /// Node `i`'s device link.
@@ -278,7 +313,16 @@ impl Pair {
 
     /// Cuts (or restores) the replication link.
     pub fn link(&self, up: bool) {
-        let out = ok(&["ip", "-n", &self.ns[0], "-o", "link", "show", "type", "veth"]);
+        let out = ok(&[
+            "ip",
+            "-n",
+            &self.ns[0],
+            "-o",
+            "link",
+            "show",
+            "type",
+            "veth",
+        ]);
         let name = out
             .split(':')
             .nth(1)
@@ -288,7 +332,15 @@ impl Pair {
             .next()
             .unwrap()
             .to_string();
-        ok(&["ip", "-n", &self.ns[0], "link", "set", &name, if up { "up" } else { "down" }]);
+        ok(&[
+            "ip",
+            "-n",
+            &self.ns[0],
+            "link",
+            "set",
+            &name,
+            if up { "up" } else { "down" },
+        ]);
     }
 }
 
