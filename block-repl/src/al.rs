@@ -1,4 +1,4 @@
-//! The activity log: the set of "hot" extents (1 MiB each) a primary may have writes in
+//! The activity log: the set of "hot" extents (4 MiB each) a primary may have writes in
 //! flight to. An extent enters the log (and the log is persisted) before the first write
 //! to it; when a crashed primary comes back, only the extents in its log are marked out
 //! of sync, not the whole device.
@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 /// Extent size.
-pub const EXTENT: u64 = 1 << 20;
+pub const EXTENT: u64 = 4 << 20;
 
 /// The hot extents, least recently used first.
 #[derive(Debug, Clone, PartialEq, Eq)]

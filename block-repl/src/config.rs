@@ -119,7 +119,7 @@ pub struct Disk {
     /// `"resource-only"` or `"dont-care"`.
     #[serde(default = "d_fencing")]
     pub fencing: String,
-    /// Activity-log extents (1 MiB each) kept hot on the primary.
+    /// Activity-log extents (4 MiB each) kept hot on the primary (DRBD's default count).
     #[serde(default = "d_al")]
     pub al_extents: u32,
     /// Seconds a block request may stay unanswered before the watchdog aborts the device
@@ -135,7 +135,7 @@ fn d_fencing() -> String {
     "dont-care".into()
 }
 fn d_al() -> u32 {
-    32
+    1237
 }
 fn d_stall() -> f64 {
     30.0

@@ -432,7 +432,8 @@ impl Frame {
 
     /// Encodes the frame with its header.
     pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        let mut p = Vec::with_capacity(HEADER_LEN + 64);
+        p.extend_from_slice(&[0u8; HEADER_LEN]);
         let ty = match self {
             Frame::Hello {
                 node,
@@ -540,14 +541,45 @@ impl Frame {
             Frame::Ping => T_PING,
             Frame::PingAck => T_PINGACK,
         };
-        let mut v = Vec::with_capacity(HEADER_LEN + p.len());
-        v.extend_from_slice(&MAGIC);
-        v.extend_from_slice(&ty.to_be_bytes());
-        v.extend_from_slice(&[0, 0]);
-        v.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        v.extend_from_slice(&p);
-        v
+        put_header(&mut p, ty);
+        p
     }
+}
+
+/// Fills the header of `v` (whose first [`HEADER_LEN`] bytes are reserved for it).
+fn put_header(v: &mut [u8], ty: u16) {
+    let len = (v.len() - HEADER_LEN) as u32;
+    v[..4].copy_from_slice(&MAGIC);
+    v[4..6].copy_from_slice(&ty.to_be_bytes());
+    v[6..8].copy_from_slice(&[0, 0]);
+    v[8..12].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Encodes a `Data` frame straight from a borrowed buffer (one copy).
+pub fn encode_data(seq: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + 20 + data.len());
+    v.extend_from_slice(&[0u8; HEADER_LEN]);
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&offset.to_be_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    v.extend_from_slice(data);
+    put_header(&mut v, T_DATA);
+    v
+}
+
+/// Encodes a `ResyncData` frame of `len` bytes whose data `fill` writes in place.
+pub fn encode_resync_with<E>(
+    offset: u64,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let start = HEADER_LEN + 12;
+    let mut v = vec![0u8; start + len];
+    v[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&offset.to_be_bytes());
+    v[HEADER_LEN + 8..start].copy_from_slice(&(len as u32).to_be_bytes());
+    fill(&mut v[start..])?;
+    put_header(&mut v, T_RSDATA);
+    Ok(v)
 }
 
 /// Splits a complete encoded frame and decodes it (used by tests and the fuzz target).
@@ -640,6 +672,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fast_encoders_match(seq in any::<u64>(), offset in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(
+                encode_data(seq, offset, &data),
+                Frame::Data { seq, offset, data: data.clone() }.encode()
+            );
+            let r = encode_resync_with::<()>(offset, data.len(), |b| { b.copy_from_slice(&data); Ok(()) }).unwrap();
+            prop_assert_eq!(r, Frame::ResyncData { offset, data }.encode());
+        }
+
         #[test]
         fn roundtrip(f in frames()) {
             prop_assert_eq!(decode_all(&f.encode()).unwrap(), f);

@@ -35,7 +35,7 @@ pub struct Meta {
     pub peer_outdated: bool,
     /// Blocks that differ from the peer.
     pub bitmap: Bitmap,
-    /// Activity log: the extents (1 MiB each) a primary may have writes in flight to.
+    /// Activity log: the extents (4 MiB each) a primary may have writes in flight to.
     pub al: Vec<u32>,
 }
 

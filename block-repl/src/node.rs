@@ -202,8 +202,11 @@ impl Node {
     }
 
     fn send(&self, st: &mut State, f: &Frame) -> bool {
+        self.send_bytes(st, f.encode())
+    }
+
+    fn send_bytes(&self, st: &mut State, b: Vec<u8>) -> bool {
         let Some(c) = &st.conn else { return false };
-        let b = f.encode();
         let n = b.len() as u64;
         self.queued.fetch_add(n, Ordering::Relaxed);
         if c.tx.send(b).is_err() {
@@ -264,7 +267,7 @@ impl Node {
         offset: u64,
         len: u64,
         local: impl FnOnce() -> std::io::Result<()>,
-        frame: impl FnOnce(u64) -> Frame,
+        frame: impl FnOnce(u64) -> Vec<u8>,
     ) -> std::io::Result<Option<(u64, u64)>> {
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {
             return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
@@ -277,7 +280,7 @@ impl Node {
         if st.conn.is_some() {
             let seq = st.next_seq;
             st.next_seq += 1;
-            if self.send(&mut st, &frame(seq)) {
+            if self.send_bytes(&mut st, frame(seq)) {
                 st.pending.insert(seq, (offset, len));
                 return Ok(Some((seq, st.conn_gen)));
             }
@@ -310,11 +313,7 @@ impl Node {
             offset,
             data.len() as u64,
             || self.store.write_at(data, offset),
-            |seq| Frame::Data {
-                seq,
-                offset,
-                data: data.to_vec(),
-            },
+            |seq| crate::frame::encode_data(seq, offset, data),
         )?;
         self.wait_ack(w, false);
         Ok(())
@@ -326,11 +325,14 @@ impl Node {
             offset,
             len,
             || self.store.discard(offset, len, zero),
-            |seq| Frame::Discard {
-                seq,
-                offset,
-                len,
-                zero,
+            |seq| {
+                Frame::Discard {
+                    seq,
+                    offset,
+                    len,
+                    zero,
+                }
+                .encode()
             },
         )?;
         self.wait_ack(w, false);
@@ -1138,19 +1140,24 @@ impl Node {
                 std::thread::sleep(Duration::from_secs_f64(ahead));
             }
             let _o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-            let mut buf = vec![0u8; (n * BLOCK) as usize];
-            if let Err(e) = self.store.read_at(&mut buf, first * BLOCK) {
-                error!("resync read at {}: {e}", first * BLOCK);
-                return;
-            }
+            let len = n * BLOCK;
+            let buf = match crate::frame::encode_resync_with(first * BLOCK, len as usize, |b| {
+                self.store.read_at(b, first * BLOCK)
+            }) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!("resync read at {}: {e}", first * BLOCK);
+                    return;
+                }
+            };
             let mut st = self.lock();
             if st.conn_gen != gen {
                 return;
             }
-            st.counters.read += buf.len() as u64;
+            st.counters.read += len;
             if let Some(rs) = &mut st.resync {
-                rs.inflight += buf.len() as u64;
-                rs.since_persist += buf.len() as u64;
+                rs.inflight += len;
+                rs.since_persist += len;
                 if rs.since_persist >= 64 << 20 {
                     rs.since_persist = 0;
                     st.bitmap_dirty = true;
@@ -1159,14 +1166,8 @@ impl Node {
             if st.bitmap_dirty {
                 self.persist(&mut st);
             }
-            sent += buf.len() as f64;
-            self.send(
-                &mut st,
-                &Frame::ResyncData {
-                    offset: first * BLOCK,
-                    data: buf,
-                },
-            );
+            sent += len as f64;
+            self.send_bytes(&mut st, buf);
             cursor = first + n;
         }
     }

@@ -7,7 +7,7 @@ use crate::meta::{Meta, MetaError};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
@@ -52,6 +52,9 @@ enum Loc {
 /// One node's local copy.
 pub struct Store {
     file: File,
+    /// The same disk opened O_DSYNC: a metadata slot write waits for that range only,
+    /// not for every dirty data page of the disk (which `fdatasync` would flush).
+    dsync: File,
     path: PathBuf,
     size: u64,
     loc: Loc,
@@ -76,6 +79,12 @@ impl Store {
             .open(disk)
             .map_err(io)?;
         let total = file.seek(SeekFrom::End(0)).map_err(io)?;
+        let dsync = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .open(disk)
+            .map_err(io)?;
         let (size, loc) = match meta {
             MetaDisk::External(p) => (total / BLOCK * BLOCK, Loc::External(p.clone())),
             MetaDisk::Internal => {
@@ -98,6 +107,7 @@ impl Store {
         }
         Ok(Store {
             file,
+            dsync,
             path: disk.into(),
             size,
             loc,
@@ -180,10 +190,9 @@ impl Store {
                 b.extend_from_slice(&(body.len() as u32).to_le_bytes());
                 b.extend_from_slice(&body);
                 assert!(b.len() as u64 <= *slot_len, "metadata larger than its slot");
-                self.file
+                self.dsync
                     .write_all_at(&b, slots[(seq % 2) as usize])
-                    .map_err(|e| self.io(e))?;
-                self.file.sync_data().map_err(|e| self.io(e))
+                    .map_err(|e| self.io(e))
             }
         }
     }

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# block-repl-vs-loop.sh -- ext4 on block-repl (protocol C, peer across a veth pair)
+# against ext4 on a plain loop device over a file on the same disk, in one run.
+#
+# Topology (created here, removed on exit): netns $NS-a (198.51.100.1/24) and $NS-b
+# (198.51.100.2/24) joined by a veth pair; each runs one block-repl daemon. The images
+# (sparse files) and the plain-loop image live in the same directory ($DIR, default
+# /var/tmp), so both sides use the same disk.
+#
+# Workloads (fio, fresh ext4 each side, the same options):
+#   seqw  : 1 MiB sequential writes, $SEQ_MB MiB, one final fsync        -> MiB/s
+#   randw : 4 KiB random writes, libaio, iodepth 16, O_DIRECT, $TIME s    -> IOPS
+#   syncw : 4 KiB writes, fdatasync after each, $TIME s                   -> mean latency
+#   resync: after `disconnect` on the secondary, $RESYNC_MB MiB written on the primary,
+#           then `connect`: KiB resynced / time from connect to Connected -> MiB/s
+# Ratios: block-repl / plain loop (higher is better for seqw and randw; for syncw the
+# ratio is plain latency / block-repl latency, so higher is better there too).
+# Knobs: DEV_MB (device size, 2048), SEQ_MB (1024), TIME (15), RESYNC_MB (512), DIR.
+# Requires: fio, e2fsprogs, util-linux, iproute2, python3, cargo.
+set -euo pipefail
+
+DEV_MB=${DEV_MB:-2048}
+SEQ_MB=${SEQ_MB:-1024}
+TIME=${TIME:-15}
+RESYNC_MB=${RESYNC_MB:-512}
+DIR=${DIR:-/var/tmp}
+NS=brbench$$
+W=$(mktemp -d "$DIR/brbench.XXXXXX")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+cargo build --release -q -p antler-block-repl --manifest-path "$ROOT/Cargo.toml"
+BR="$ROOT/target/release/block-repl"
+
+PLAIN_LOOP=""
+cleanup() {
+    set +e
+    for m in "$W"/mnt-*; do umount -l "$m" 2>/dev/null; done
+    [ -n "$PLAIN_LOOP" ] && losetup -d "$PLAIN_LOOP" 2>/dev/null
+    for n in a b; do
+        p=$(cat "$W/run-$n/r.pid" 2>/dev/null) && kill -9 "$p" 2>/dev/null
+    done
+    sleep 0.5
+    for l in $(losetup -a | grep -E "\(/disk\)|$W" | cut -d: -f1); do losetup -d "$l"; done
+    ip netns del $NS-a 2>/dev/null; ip netns del $NS-b 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+ip netns add $NS-a; ip netns add $NS-b
+ip link add vbra netns $NS-a type veth peer name vbrb netns $NS-b
+ip -n $NS-a addr add 198.51.100.1/24 dev vbra; ip -n $NS-a link set vbra up; ip -n $NS-a link set lo up
+ip -n $NS-b addr add 198.51.100.2/24 dev vbrb; ip -n $NS-b link set vbrb up; ip -n $NS-b link set lo up
+
+truncate -s $(( (DEV_MB + 16) << 20 )) "$W/a.img" "$W/b.img"
+truncate -s $(( DEV_MB << 20 )) "$W/plain.img"
+cat > "$W/r.toml" <<EOF
+[resource]
+name = "r"
+protocol = "C"
+shared_secret = "bench"
+[[node]]
+name = "a"
+address = "198.51.100.1:7789"
+disk = "$W/a.img"
+device = "$W/dev-a"
+run_dir = "$W/run-a"
+[[node]]
+name = "b"
+address = "198.51.100.2:7789"
+disk = "$W/b.img"
+device = "$W/dev-b"
+run_dir = "$W/run-b"
+[disk]
+resync_rate = "4GiB"
+EOF
+br() { local n=$1; shift; ip netns exec $NS-$n "$BR" -c "$W/r.toml" --node "$n" "$@"; }
+status_json() { br "$1" status --json; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+wait_cs() {
+    for _ in $(seq 600); do
+        [ "$(status_json "$1" | field "['cstate']")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "timeout waiting for $1 $2" >&2; exit 1
+}
+
+br a create-md >/dev/null; br b create-md >/dev/null
+br a up >/dev/null; br b up >/dev/null
+wait_cs a Connected
+br a primary --force >/dev/null
+wait_cs a Connected
+PLAIN_LOOP=$(losetup --direct-io=on --sector-size 4096 -f --show "$W/plain.img")
+
+fio_run() { # dir job -> json
+    local d=$1 job=$2
+    case $job in
+    seqw) fio --name=seqw --directory="$d" --filename=fio.seq --rw=write --bs=1M --size=${SEQ_MB}M --ioengine=psync --end_fsync=1 --output-format=json ;;
+    randw) fio --name=randw --directory="$d" --filename=fio.rand --rw=randwrite --bs=4k --size=512M --ioengine=libaio --iodepth=16 --direct=1 --runtime=$TIME --time_based --output-format=json ;;
+    syncw) fio --name=syncw --directory="$d" --filename=fio.sync --rw=randwrite --bs=4k --size=256M --ioengine=psync --fdatasync=1 --runtime=$TIME --time_based --output-format=json ;;
+    esac
+}
+metric() { # job < json
+    case $1 in
+    seqw) python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]['write']; print('%.0f' % (j['io_bytes']/1048576/(j['runtime']/1000.0)))" ;;
+    randw) python3 -c "import json,sys; print('%.0f' % json.load(sys.stdin)['jobs'][0]['write']['iops'])" ;;
+    syncw) python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; s=j.get('sync',{}); l=s.get('lat_ns',{}).get('mean') or 0; w=j['write']['clat_ns']['mean']; print('%.0f' % ((l+w)/1000.0))" ;;
+    esac
+}
+
+declare -A R
+for side in plain repl; do
+    dev=$([ $side = plain ] && echo "$PLAIN_LOOP" || echo "$W/dev-a")
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$dev"
+    mkdir -p "$W/mnt-$side"; mount "$dev" "$W/mnt-$side"
+    for job in seqw randw syncw; do
+        sync; echo 3 > /proc/sys/vm/drop_caches
+        R[$side-$job]=$(fio_run "$W/mnt-$side" $job | metric $job)
+        rm -f "$W/mnt-$side"/fio.*
+    done
+done
+
+# Resync after a disconnect.
+br b disconnect >/dev/null
+wait_cs b StandAlone
+dd if=/dev/urandom of="$W/mnt-repl/resync.bin" bs=1M count=$RESYNC_MB conv=fsync status=none
+sync
+before=$(status_json a | field "['sent_kib']")
+oos=$(status_json a | field "['out_of_sync_kib']")
+t0=$(date +%s.%N)
+br b connect >/dev/null
+sleep 0.05
+wait_cs a Connected
+t1=$(date +%s.%N)
+after=$(status_json a | field "['sent_kib']")
+resync_kib=$((after - before))
+resync_mibs=$(python3 -c "print('%.0f' % ($resync_kib/1024/($t1-$t0)))")
+verify=$(br a verify)
+
+ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
+echo
+echo "block-repl (protocol C, peer over veth) vs plain loop, ext4, ${DEV_MB} MiB device, $(date -u +%F)"
+printf "%-44s %12s %12s %8s\n" "workload" "plain loop" "block-repl" "ratio"
+printf "%-44s %12s %12s %8s\n" "1 MiB seq write + final fsync (MiB/s)" "${R[plain-seqw]}" "${R[repl-seqw]}" "$(ratio "${R[repl-seqw]}" "${R[plain-seqw]}")"
+printf "%-44s %12s %12s %8s\n" "4 KiB rand write QD16 direct (IOPS)" "${R[plain-randw]}" "${R[repl-randw]}" "$(ratio "${R[repl-randw]}" "${R[plain-randw]}")"
+printf "%-44s %12s %12s %8s\n" "4 KiB write+fdatasync (mean us, lower=better)" "${R[plain-syncw]}" "${R[repl-syncw]}" "$(ratio "${R[plain-syncw]}" "${R[repl-syncw]}")"
+echo "resync after disconnect: ${oos} KiB out of sync, ${resync_kib} KiB sent, ${resync_mibs} MiB/s (target >= 500)"
+echo "verify: $verify"
