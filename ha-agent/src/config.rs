@@ -3,6 +3,7 @@
 //! Unknown keys are errors. Every error names the file, the line and the key.
 
 use crate::packet::Version;
+use antler_common::toml_cfg::{line_of, table_line};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -239,30 +240,6 @@ pub fn parse_vip(s: &str) -> Result<Vip, String> {
     Ok(Vip { addr, prefix })
 }
 
-/// Line (1-based) of the first line in `text` at or after `from_line` that assigns `key`.
-fn line_of(text: &str, key: &str, from_line: usize) -> usize {
-    text.lines()
-        .enumerate()
-        .skip(from_line.saturating_sub(1))
-        .find(|(_, l)| l.trim_start().split(['=', ' ']).next() == Some(key))
-        .map(|(i, _)| i + 1)
-        .unwrap_or(0)
-}
-
-/// Line of the `[[table]]` header holding `name = "<name>"`.
-fn table_line(text: &str, table: &str, name: &str) -> usize {
-    let header = format!("[[{table}]]");
-    let mut current = 0;
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t == header {
-            current = i + 1;
-        } else if current > 0 && t.starts_with("name") && t.contains(&format!("\"{name}\"")) {
-            return current;
-        }
-    }
-    0
-}
 
 impl Config {
     /// Reads and validates a file.
