@@ -240,7 +240,6 @@ pub fn parse_vip(s: &str) -> Result<Vip, String> {
     Ok(Vip { addr, prefix })
 }
 
-
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
