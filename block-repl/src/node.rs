@@ -194,6 +194,19 @@ impl Node {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits on the state condvar for at most `ms` milliseconds.
+    fn wait<'a>(&self, st: MutexGuard<'a, State>, ms: u64) -> MutexGuard<'a, State> {
+        self.cv
+            .wait_timeout(st, Duration::from_millis(ms))
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
+    /// `n` queued replication bytes have left (or will never leave).
+    fn dequeued(&self, n: usize) {
+        self.queued.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+
     fn persist(&self, st: &mut State) {
         if let Err(e) = self.store.save_meta(&st.meta) {
             error!("cannot write metadata: {e}");
@@ -210,7 +223,7 @@ impl Node {
         let n = b.len() as u64;
         self.queued.fetch_add(n, Ordering::Relaxed);
         if c.tx.send(b).is_err() {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.dequeued(n as usize);
             return false;
         }
         st.counters.sent += n;
@@ -246,11 +259,7 @@ impl Node {
             if !st.fencing && self.queued.load(Ordering::Relaxed) < MAX_QUEUED {
                 break;
             }
-            st = self
-                .cv
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.wait(st, 100);
         }
         if st.al.touch(offset, len) {
             st.meta.al = st.al.extents();
@@ -299,11 +308,7 @@ impl Node {
         }
         let mut st = self.lock();
         while st.acked < seq && st.conn_gen == gen || st.fencing {
-            st = self
-                .cv
-                .wait_timeout(st, Duration::from_millis(200))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.wait(st, 200);
         }
     }
 
@@ -344,11 +349,7 @@ impl Node {
         let w = {
             let mut st = self.lock();
             while st.fencing {
-                st = self
-                    .cv
-                    .wait_timeout(st, Duration::from_millis(100))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = self.wait(st, 100);
             }
             if st.conn.is_some() {
                 let seq = st.next_seq;
@@ -748,37 +749,27 @@ impl Node {
             .spawn(move || {
                 let mut w = BufWriter::with_capacity(1 << 20, stream);
                 loop {
-                    let b = match rx.recv_timeout(ping) {
-                        Ok(b) => b,
-                        Err(mpsc::RecvTimeoutError::Timeout) => Frame::Ping.encode(),
+                    // Pings are made here, not queued, so they are not in `queued`.
+                    let (b, queued) = match rx.recv_timeout(ping) {
+                        Ok(b) => (b, true),
+                        Err(mpsc::RecvTimeoutError::Timeout) => (Frame::Ping.encode(), false),
                         Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     };
-                    let n = b.len() as u64;
                     let mut ok = w.write_all(&b).is_ok();
-                    me.queued
-                        .fetch_sub(n.min(me.queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+                    if queued {
+                        me.dequeued(b.len());
+                    }
                     // Batch whatever else is queued, then flush.
                     while ok {
-                        match rx.try_recv() {
-                            Ok(b) => {
-                                let n = b.len() as u64;
-                                ok = w.write_all(&b).is_ok();
-                                me.queued.fetch_sub(
-                                    n.min(me.queued.load(Ordering::Relaxed)),
-                                    Ordering::Relaxed,
-                                );
-                            }
-                            Err(_) => break,
-                        }
+                        let Ok(b) = rx.try_recv() else { break };
+                        ok = w.write_all(&b).is_ok();
+                        me.dequeued(b.len());
                     }
                     if !ok || w.flush().is_err() {
                         let _ = w.get_ref().shutdown(Shutdown::Both);
                         // Drain so writers do not wait on bytes that will never leave.
-                        while let Ok(b) = rx.recv() {
-                            me.queued.fetch_sub(
-                                (b.len() as u64).min(me.queued.load(Ordering::Relaxed)),
-                                Ordering::Relaxed,
-                            );
+                        for b in rx.iter() {
+                            me.dequeued(b.len());
                         }
                         return;
                     }
@@ -1122,11 +1113,11 @@ impl Node {
                     );
                     return;
                 }
-                let _ = self.cv.wait_timeout(st, Duration::from_millis(50));
+                drop(self.wait(st, 50));
                 continue;
             };
             if inflight >= MAX_RESYNC_INFLIGHT {
-                let _ = self.cv.wait_timeout(st, Duration::from_millis(50));
+                drop(self.wait(st, 50));
                 continue;
             }
             let mut n = 1;

@@ -3,47 +3,14 @@
 //! Unknown keys are errors. Every error names the file, the line and the key.
 
 use crate::packet::Version;
-use antler_common::toml_cfg::{line_of, table_line};
+use antler_common::toml_cfg::{self, line_of, table_line};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use thiserror::Error;
 
-/// A configuration that cannot be used.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// TOML syntax, an unknown key or a value of the wrong type.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        /// File.
-        path: PathBuf,
-        /// Line (1-based).
-        line: usize,
-        /// What the parser said.
-        message: String,
-    },
-    /// A value that parses but is not acceptable.
-    #[error("{path}:{line}: {key}: {message}")]
-    Invalid {
-        /// File.
-        path: PathBuf,
-        /// Line (1-based; 0 when the key is absent).
-        line: usize,
-        /// Key (with its table, e.g. `vrrp_instance.VI_MFS.priority`).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+/// A configuration that cannot be used (file, line and key in every message).
+pub use antler_common::toml_cfg::TomlError as ConfigError;
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -243,26 +210,13 @@ pub fn parse_vip(s: &str) -> Result<Vip, String> {
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = toml_cfg::read(path)?;
         Self::parse(path, &text)
     }
 
     /// Parses and validates `text`; `path` names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            ConfigError::Parse {
-                path: path.into(),
-                line,
-                message: e.message().to_string(),
-            }
-        })?;
+        let cfg: Config = toml_cfg::parse(path, text)?;
         cfg.validate(path, text)?;
         Ok(cfg)
     }

@@ -265,3 +265,43 @@ pub fn ipv6_forwarding(name: &str) -> bool {
     std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
         .is_ok_and(|v| v.trim() == "1")
 }
+
+/// Maps an I/O error on interface `ifname` during `op` to a [`NetError::Interface`].
+pub(crate) fn if_error<'a>(
+    ifname: &'a str,
+    op: &'static str,
+) -> impl Fn(io::Error) -> io::Error + 'a {
+    move |error| {
+        NetError::Interface {
+            ifname: ifname.to_string(),
+            op,
+            error,
+        }
+        .into()
+    }
+}
+
+/// A raw IP protocol-112 socket of `family` bound to interface `ifname`, with the
+/// interface's index; `what` names the socket in errors.
+pub(crate) fn raw_vrrp_socket(
+    ifname: &str,
+    family: libc::c_int,
+    what: &'static str,
+) -> io::Result<(std::os::fd::OwnedFd, u32)> {
+    let ifindex =
+        sys::name_to_index(ifname).map_err(if_error(ifname, "look up interface index"))?;
+    let fd = sys::socket(
+        family,
+        libc::SOCK_RAW,
+        libc::c_int::from(crate::packet::IPPROTO_VRRP),
+    )
+    .map_err(if_error(ifname, what))?;
+    sys::setsockopt_bytes(
+        &fd,
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        ifname.as_bytes(),
+    )
+    .map_err(if_error(ifname, "SO_BINDTODEVICE"))?;
+    Ok((fd, ifindex))
+}

@@ -18,7 +18,7 @@
 //! IPv4 ones.
 
 use super::{sys, NetError};
-use crate::packet::{IPPROTO_VRRP, VRRP_GROUP6, VRRP_TTL};
+use crate::packet::{VRRP_GROUP6, VRRP_TTL};
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
@@ -76,30 +76,9 @@ impl Vrrp6Socket {
     /// there when `multicast` is true (false for unicast-peer mode). Opens in the
     /// calling thread's network namespace.
     pub fn open(ifname: &str, multicast: bool) -> io::Result<Vrrp6Socket> {
-        let fail = |op: &'static str| {
-            move |error: io::Error| -> io::Error {
-                NetError::Interface {
-                    ifname: ifname.to_string(),
-                    op,
-                    error,
-                }
-                .into()
-            }
-        };
-        let ifindex = sys::name_to_index(ifname).map_err(fail("look up interface index"))?;
-        let fd = sys::socket(
-            libc::AF_INET6,
-            libc::SOCK_RAW,
-            libc::c_int::from(IPPROTO_VRRP),
-        )
-        .map_err(fail("open raw IPv6 VRRP socket"))?;
-        sys::setsockopt_bytes(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            ifname.as_bytes(),
-        )
-        .map_err(fail("SO_BINDTODEVICE"))?;
+        let fail = |op: &'static str| super::if_error(ifname, op);
+        let (fd, ifindex) =
+            super::raw_vrrp_socket(ifname, libc::AF_INET6, "open raw IPv6 VRRP socket")?;
         let one: libc::c_int = 1;
         let zero: libc::c_int = 0;
         let hops = libc::c_int::from(VRRP_TTL);

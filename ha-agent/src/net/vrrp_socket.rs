@@ -1,7 +1,7 @@
 //! The raw IPv4 protocol-112 socket adverts are sent and received on.
 
 use super::{sys, NetError};
-use crate::packet::{IPPROTO_VRRP, VRRP_GROUP};
+use crate::packet::VRRP_GROUP;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -34,30 +34,8 @@ impl VrrpSocket {
     /// group there when `multicast` is true (false for unicast-peer mode). Opens in the
     /// calling thread's network namespace.
     pub fn open(ifname: &str, multicast: bool) -> io::Result<VrrpSocket> {
-        let fail = |op: &'static str| {
-            move |error: io::Error| -> io::Error {
-                NetError::Interface {
-                    ifname: ifname.to_string(),
-                    op,
-                    error,
-                }
-                .into()
-            }
-        };
-        let ifindex = sys::name_to_index(ifname).map_err(fail("look up interface index"))?;
-        let fd = sys::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW,
-            libc::c_int::from(IPPROTO_VRRP),
-        )
-        .map_err(fail("open raw VRRP socket"))?;
-        sys::setsockopt_bytes(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            ifname.as_bytes(),
-        )
-        .map_err(fail("SO_BINDTODEVICE"))?;
+        let fail = |op: &'static str| super::if_error(ifname, op);
+        let (fd, ifindex) = super::raw_vrrp_socket(ifname, libc::AF_INET, "open raw VRRP socket")?;
         let one: libc::c_int = 1;
         let zero: libc::c_int = 0;
         let ttl: libc::c_int = 255;
