@@ -8,14 +8,17 @@
 # /var/tmp), so both sides use the same disk.
 #
 # Workloads (fio, fresh ext4 each side, the same options):
-#   seqw  : 1 MiB sequential writes, $SEQ_MB MiB, one final fsync        -> MiB/s
+#   seqw  : 1 MiB sequential writes, $SEQ_MB MiB, one final fsync (dd conv=fsync;
+#           the time includes the fsync)                                  -> MiB/s
 #   randw : 4 KiB random writes, libaio, iodepth 16, O_DIRECT, $TIME s    -> IOPS
 #   syncw : 4 KiB writes, fdatasync after each, $TIME s                   -> mean latency
 #   resync: after `disconnect` on the secondary, $RESYNC_MB MiB written on the primary,
 #           then `connect`: KiB resynced / time from connect to Connected -> MiB/s
 # Ratios: block-repl / plain loop (higher is better for seqw and randw; for syncw the
 # ratio is plain latency / block-repl latency, so higher is better there too).
-# Knobs: DEV_MB (device size, 2048), SEQ_MB (1024), TIME (15), RESYNC_MB (512), DIR.
+# Knobs: DEV_MB (device size, 2048), SEQ_MB (1024), TIME (15), RESYNC_MB (512), DIR,
+# JOBS (subset of "seqw randw syncw"), PROFILE_DIR (record `perf record -a -g` of each
+# block-repl job there, for finding where the time goes).
 # Requires: fio, e2fsprogs, util-linux, iproute2, python3, cargo.
 set -euo pipefail
 
@@ -23,6 +26,8 @@ DEV_MB=${DEV_MB:-2048}
 SEQ_MB=${SEQ_MB:-1024}
 TIME=${TIME:-15}
 RESYNC_MB=${RESYNC_MB:-512}
+JOBS=${JOBS:-seqw randw syncw}
+PROFILE_DIR=${PROFILE_DIR:-}
 DIR=${DIR:-/var/tmp}
 NS=brbench$$
 W=$(mktemp -d "$DIR/brbench.XXXXXX")
@@ -51,8 +56,8 @@ ip link add vbra netns $NS-a type veth peer name vbrb netns $NS-b
 ip -n $NS-a addr add 198.51.100.1/24 dev vbra; ip -n $NS-a link set vbra up; ip -n $NS-a link set lo up
 ip -n $NS-b addr add 198.51.100.2/24 dev vbrb; ip -n $NS-b link set vbrb up; ip -n $NS-b link set lo up
 
-truncate -s $(( (DEV_MB + 16) << 20 )) "$W/a.img" "$W/b.img"
-truncate -s $(( DEV_MB << 20 )) "$W/plain.img"
+for f in a b; do fallocate -l $(( (DEV_MB + 16) << 20 )) "$W/$f.img"; done
+fallocate -l $(( DEV_MB << 20 )) "$W/plain.img"
 cat > "$W/r.toml" <<EOF
 [resource]
 name = "r"
@@ -94,14 +99,16 @@ PLAIN_LOOP=$(losetup --direct-io=on --sector-size 4096 -f --show "$W/plain.img")
 fio_run() { # dir job -> json
     local d=$1 job=$2
     case $job in
-    seqw) fio --name=seqw --directory="$d" --filename=fio.seq --rw=write --bs=1M --size=${SEQ_MB}M --ioengine=psync --end_fsync=1 --output-format=json ;;
+    # dd, not fio: fio's runtime leaves out the end_fsync, which is the part that
+    # reaches both disks here. dd's own elapsed time includes its final fsync.
+    seqw) dd if=/dev/zero of="$d/fio.seq" bs=1M count="$SEQ_MB" conv=fsync 2>&1 ;;
     randw) fio --name=randw --directory="$d" --filename=fio.rand --rw=randwrite --bs=4k --size=512M --ioengine=libaio --iodepth=16 --direct=1 --runtime=$TIME --time_based --output-format=json ;;
     syncw) fio --name=syncw --directory="$d" --filename=fio.sync --rw=randwrite --bs=4k --size=256M --ioengine=psync --fdatasync=1 --runtime=$TIME --time_based --output-format=json ;;
     esac
 }
 metric() { # job < json
     case $1 in
-    seqw) python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]['write']; print('%.0f' % (j['io_bytes']/1048576/(j['runtime']/1000.0)))" ;;
+    seqw) awk -v mb="$SEQ_MB" '/copied/ { printf "%.0f\n", mb / $(NF-3) }' ;;
     randw) python3 -c "import json,sys; print('%.0f' % json.load(sys.stdin)['jobs'][0]['write']['iops'])" ;;
     syncw) python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; s=j.get('sync',{}); l=s.get('lat_ns',{}).get('mean') or 0; w=j['write']['clat_ns']['mean']; print('%.0f' % ((l+w)/1000.0))" ;;
     esac
@@ -112,9 +119,21 @@ for side in plain repl; do
     dev=$([ $side = plain ] && echo "$PLAIN_LOOP" || echo "$W/dev-a")
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$dev"
     mkdir -p "$W/mnt-$side"; mount "$dev" "$W/mnt-$side"
-    for job in seqw randw syncw; do
+done
+# Each job runs on both sides back to back, so both meet the same machine state (this
+# shared VM's disk and page cache drift a lot over a run).
+for job in seqw randw syncw; do
+    for side in plain repl; do
+        R[$side-$job]=0
+        case " $JOBS " in *" $job "*) ;; *) continue ;; esac
         sync; echo 3 > /proc/sys/vm/drop_caches
+        if [ -n "$PROFILE_DIR" ] && [ $side = repl ]; then
+            mkdir -p "$PROFILE_DIR"
+            perf record -a -g -q -o "$PROFILE_DIR/$job.data" -- sleep $((TIME + 2)) 2>/dev/null &
+            PERF_PID=$!
+        fi
         R[$side-$job]=$(fio_run "$W/mnt-$side" $job | metric $job)
+        [ -n "${PERF_PID:-}" ] && { wait "$PERF_PID" || true; PERF_PID=""; }
         rm -f "$W/mnt-$side"/fio.*
     done
 done
@@ -133,10 +152,18 @@ wait_cs a Connected
 t1=$(date +%s.%N)
 after=$(status_json a | field "['sent_kib']")
 resync_kib=$((after - before))
-resync_mibs=$(python3 -c "print('%.0f' % ($resync_kib/1024/($t1-$t0)))")
+# The sync source's own measurement (its log), not the polling interval above.
+resync_mibs=$(python3 - "$W/run-a/r.log" <<'PY'
+import re, sys
+m = re.findall(r"resync finished: (\d+) KiB in ([0-9.]+)(ms|s|µs)", open(sys.argv[1]).read())
+kib, t, unit = m[-1]
+secs = float(t) * {"s": 1, "ms": 1e-3, "µs": 1e-6}[unit]
+print("%.0f" % (int(kib) / 1024 / secs))
+PY
+)
 verify=$(br a verify)
 
-ratio() { python3 -c "print('%.2f' % ($1/$2))"; }
+ratio() { python3 -c "print('%.2f' % ($1/$2 if $2 else 0))"; }
 echo
 echo "block-repl (protocol C, peer over veth) vs plain loop, ext4, ${DEV_MB} MiB device, $(date -u +%F)"
 printf "%-44s %12s %12s %8s\n" "workload" "plain loop" "block-repl" "ratio"

@@ -13,6 +13,8 @@ pub const EXTENT: u64 = 4 << 20;
 pub struct ActivityLog {
     cap: usize,
     lru: VecDeque<u32>,
+    ahead: u32,
+    limit: u32,
 }
 
 /// Extents `[offset, offset+len)` touches.
@@ -28,6 +30,24 @@ impl ActivityLog {
         ActivityLog {
             cap: cap.max(1),
             lru: VecDeque::new(),
+            ahead: 0,
+            limit: u32::MAX,
+        }
+    }
+
+    /// On a miss, also take in the next `ahead` extents (below `limit`), so that a
+    /// streaming writer changes (and persists) the log once per `ahead + 1` extents
+    /// instead of once per extent. Extra extents only widen a post-crash resync.
+    pub fn with_read_ahead(mut self, ahead: u32, limit: u32) -> ActivityLog {
+        self.ahead = ahead.min(self.cap.saturating_sub(1) as u32 / 2);
+        self.limit = limit;
+        self
+    }
+
+    fn add(&mut self, e: u32) {
+        self.lru.push_back(e);
+        if self.lru.len() > self.cap {
+            self.lru.pop_front();
         }
     }
 
@@ -56,11 +76,13 @@ impl ActivityLog {
                     self.lru.push_back(x);
                 }
             } else {
-                self.lru.push_back(e);
-                if self.lru.len() > self.cap {
-                    self.lru.pop_front();
-                }
+                self.add(e);
                 changed = true;
+                for n in e.saturating_add(1)..=e.saturating_add(self.ahead).min(self.limit - 1) {
+                    if !self.lru.contains(&n) {
+                        self.add(n);
+                    }
+                }
             }
         }
         changed
@@ -96,5 +118,21 @@ mod tests {
         assert_eq!(r.extents(), vec![9]);
         assert_eq!(extents(0, 0), 0..=0);
         assert_eq!(extents(EXTENT, EXTENT), 1..=1);
+    }
+
+    #[test]
+    fn read_ahead_takes_in_following_extents_within_the_device() {
+        let mut al = ActivityLog::new(100).with_read_ahead(3, 6);
+        assert!(al.touch(0, 4096));
+        assert_eq!(al.extents(), vec![0, 1, 2, 3]);
+        for e in 1..4 {
+            assert!(!al.touch(e * EXTENT, EXTENT), "extent {e} was read ahead");
+        }
+        assert!(al.touch(4 * EXTENT, 4096));
+        assert_eq!(al.extents(), vec![0, 1, 2, 3, 4, 5]); // 6 is past the device
+                                                          // A small log never reads ahead more than half of itself.
+        let mut small = ActivityLog::new(3).with_read_ahead(8, 100);
+        small.touch(0, 1);
+        assert_eq!(small.extents(), vec![0, 1]);
     }
 }

@@ -261,16 +261,15 @@ impl<'a> R<'a> {
     fn arr32(&mut self) -> Result<[u8; 32], FrameError> {
         Ok(self.take(32)?.try_into().expect("32"))
     }
-    /// `len:u32` followed by exactly that many bytes, which must end the payload.
-    fn data(&mut self) -> Result<Vec<u8>, FrameError> {
-        let n = self.u32()? as usize;
-        if n != self.b.len() {
+    /// `len:u32`, which must be the length of the bulk data that follows.
+    fn data_len(&mut self, data: &[u8]) -> Result<(), FrameError> {
+        if self.u32()? as usize != data.len() {
             return Err(FrameError::Bad {
                 ty: self.ty,
                 what: "data length does not match the frame",
             });
         }
-        Ok(self.take(n)?.to_vec())
+        Ok(())
     }
 
     fn end(&self) -> Result<(), FrameError> {
@@ -285,7 +284,43 @@ impl<'a> R<'a> {
     }
 }
 
+/// For the bulk frames (`Data`, `ResyncData`): the length of the fixed part before the
+/// data, so a reader can receive the data straight into its own buffer.
+pub fn bulk_prefix(ty: u16) -> Option<usize> {
+    match ty {
+        T_DATA => Some(20),
+        T_RSDATA => Some(12),
+        _ => None,
+    }
+}
+
 impl Frame {
+    /// Decodes a bulk frame from its fixed part (`bulk_prefix(ty)` bytes) and its data.
+    pub fn decode_bulk(ty: u16, prefix: &[u8], data: Vec<u8>) -> Result<Frame, FrameError> {
+        let mut r = R { b: prefix, ty };
+        let f = match ty {
+            T_DATA => {
+                let seq = r.u64()?;
+                let offset = r.u64()?;
+                r.data_len(&data)?;
+                Frame::Data { seq, offset, data }
+            }
+            T_RSDATA => {
+                let offset = r.u64()?;
+                r.data_len(&data)?;
+                Frame::ResyncData { offset, data }
+            }
+            _ => {
+                return Err(FrameError::Bad {
+                    ty,
+                    what: "not a bulk frame",
+                })
+            }
+        };
+        r.end()?;
+        Ok(f)
+    }
+
     /// Decodes a payload of type `ty`.
     pub fn decode(ty: u16, payload: &[u8]) -> Result<Frame, FrameError> {
         let mut r = R { b: payload, ty };
@@ -352,14 +387,10 @@ impl Frame {
                 }
                 Frame::Bitmap { first, words }
             }
-            T_DATA => {
-                let seq = r.u64()?;
-                let offset = r.u64()?;
-                Frame::Data {
-                    seq,
-                    offset,
-                    data: r.data()?,
-                }
+            T_DATA | T_RSDATA => {
+                let p = bulk_prefix(ty).expect("bulk type");
+                let prefix = r.take(p)?;
+                return Frame::decode_bulk(ty, prefix, r.b.to_vec());
             }
             T_DISCARD => {
                 let seq = r.u64()?;
@@ -387,13 +418,6 @@ impl Frame {
                 seq: r.u64()?,
                 status: r.u32()?,
             },
-            T_RSDATA => {
-                let offset = r.u64()?;
-                Frame::ResyncData {
-                    offset,
-                    data: r.data()?,
-                }
-            }
             T_RSACK => Frame::ResyncAck {
                 offset: r.u64()?,
                 len: r.u32()?,
@@ -558,13 +582,20 @@ fn put_header(v: &mut [u8], ty: u16) {
 /// Encodes a `Data` frame straight from a borrowed buffer (one copy).
 pub fn encode_data(seq: u64, offset: u64, data: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER_LEN + 20 + data.len());
-    v.extend_from_slice(&[0u8; HEADER_LEN]);
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&offset.to_be_bytes());
-    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    v.extend_from_slice(data);
-    put_header(&mut v, T_DATA);
+    encode_data_into(&mut v, seq, offset, data);
     v
+}
+
+/// Appends a `Data` frame to `out` (one copy of `data`).
+pub fn encode_data_into(out: &mut Vec<u8>, seq: u64, offset: u64, data: &[u8]) {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&T_DATA.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(20 + data.len() as u32).to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
 }
 
 /// Encodes a `ResyncData` frame of `len` bytes whose data `fill` writes in place.

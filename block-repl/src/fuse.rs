@@ -1,7 +1,7 @@
 //! The thin FUSE adapter: one file, `disk`, whose reads, writes, flushes and fallocates
 //! go to [`Node`]. A loop device on top of it is the block device the file system uses.
 
-use crate::node::Node;
+use crate::node::{Done, Node};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
@@ -106,6 +106,25 @@ impl BlockFs {
         self.inflight.leave(slot);
         r
     }
+
+    /// A completion that answers the kernel and leaves the watchdog's in-flight slot
+    /// taken now: the request counts as in progress until the node completes it.
+    fn completion(&self, answer: impl FnOnce(std::io::Result<()>) + Send + 'static) -> Done {
+        let slot = self.inflight.enter();
+        let inflight = Arc::clone(&self.inflight);
+        Box::new(move |r| {
+            inflight.leave(slot);
+            answer(r)
+        })
+    }
+
+    /// A completion for requests answered with an empty reply.
+    fn empty(&self, reply: ReplyEmpty) -> Done {
+        self.completion(move |r| match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        })
+    }
 }
 
 fn errno(e: std::io::Error) -> Errno {
@@ -176,10 +195,12 @@ impl Filesystem for BlockFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.track(|| self.node.write(offset, data)) {
-            Ok(()) => reply.written(data.len() as u32),
+        let len = data.len() as u32;
+        let done = self.completion(move |r| match r {
+            Ok(()) => reply.written(len),
             Err(e) => reply.error(errno(e)),
-        }
+        });
+        self.node.write(offset, data, done);
     }
 
     fn flush(
@@ -201,10 +222,7 @@ impl Filesystem for BlockFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.track(|| self.node.flush()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.node.flush(self.empty(reply));
     }
 
     fn fallocate(
@@ -218,35 +236,19 @@ impl Filesystem for BlockFs {
         reply: ReplyEmpty,
     ) {
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
-        let res = if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && keep {
-            self.track(|| self.node.discard(offset, length, false))
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && keep {
+            self.node.discard(offset, length, false, self.empty(reply))
         } else if mode & libc::FALLOC_FL_ZERO_RANGE != 0 && keep {
-            self.track(|| self.node.discard(offset, length, true))
-        } else if mode == 0 && offset + length <= self.node.size() {
-            Ok(()) // preallocation inside a fixed-size device: nothing to do
+            self.node.discard(offset, length, true, self.empty(reply))
+        } else if mode == 0 && offset.saturating_add(length) <= self.node.size() {
+            reply.ok() // preallocation inside a fixed-size device: nothing to do
         } else {
-            Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-        };
-        match res {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
+            reply.error(Errno::EOPNOTSUPP)
         }
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: fuser::ReplyXattr,
-    ) {
-        reply.error(Errno::ENODATA);
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.size(0);
-    }
+    // No getxattr / listxattr: the default ENOSYS makes the kernel stop asking (with
+    // ENODATA it would ask for `security.capability` before every single write).
 
     fn readdir(
         &self,

@@ -28,6 +28,7 @@ pub mod handshake;
 pub mod hooks;
 pub mod meta;
 pub mod node;
+pub mod outbox;
 pub mod policy;
 pub mod status;
 pub mod store;

@@ -4,9 +4,10 @@
 //!
 //! Ordering: every write and every resync read takes the `order` lock around "touch the
 //! local copy + queue the frame", so the peer applies them in the order they happened
-//! locally. Protocol C waits for the peer's ack before a write or flush completes; a
-//! lost connection marks the unacknowledged ranges dirty and (with fencing) runs the
-//! fence-peer handler before anything completes.
+//! locally. Block operations complete through a [`Done`] callback, so the FUSE threads
+//! never wait for the network: with protocol C the callback runs when the peer's
+//! (cumulative) ack arrives; a lost connection marks the unacknowledged ranges dirty and
+//! (with fencing) runs the fence-peer handler before any of them completes.
 
 use crate::al::ActivityLog;
 use crate::config::{Config, Protocol};
@@ -15,17 +16,21 @@ use crate::gi::JUST_CREATED;
 use crate::handshake::{plan, Plan, View};
 use crate::hooks::{self, HookEnv};
 use crate::meta::Meta;
+use crate::outbox::{Outbox, Wait};
 use crate::status::Status;
 use crate::store::{Store, StoreError, BLOCK};
 use crate::wire::{auth_ok, auth_response, read_frame, ReadError};
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, error, info, info_span, warn};
+
+/// Completion of a block operation; called exactly once, from whichever thread finishes it.
+pub type Done = Box<dyn FnOnce(std::io::Result<()>) + Send>;
 
 /// Connection state, as DRBD names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +50,24 @@ pub enum CState {
 /// Largest amount of queued, unsent replication bytes before writers wait.
 const MAX_QUEUED: u64 = 64 << 20;
 /// Largest amount of resync data in flight (sent, not acknowledged).
-const MAX_RESYNC_INFLIGHT: u64 = 16 << 20;
+const MAX_RESYNC_INFLIGHT: u64 = 64 << 20;
 /// Largest resync / verify request.
 const RUN_BLOCKS: u64 = 256;
+/// Extents the activity log takes in after a missed one (streaming writes).
+const AL_READ_AHEAD: u32 = 7;
+/// Most requests answered by one cumulative ack.
+const ACK_BATCH: u32 = 64;
 
 struct Conn {
-    tx: mpsc::Sender<Vec<u8>>,
+    out: Arc<Outbox>,
     stream: TcpStream,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Nothing queued will leave any more: writers must not wait for it.
+        self.out.close();
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -84,6 +100,8 @@ struct State {
     next_seq: u64,
     acked: u64,
     pending: BTreeMap<u64, (u64, u64)>,
+    /// Completions waiting for the peer's ack of their sequence number.
+    waiters: BTreeMap<u64, Done>,
     counters: Counters,
     resync: Option<Resync>,
     note: Option<String>,
@@ -104,7 +122,8 @@ pub struct Node {
     st: Mutex<State>,
     cv: Condvar,
     order: Mutex<()>,
-    queued: AtomicU64,
+    /// A writer waits for the outbox to drain (the sender then wakes the condvar).
+    throttled: AtomicBool,
 }
 
 /// Why an operator request was refused.
@@ -152,7 +171,9 @@ impl Node {
             meta.gi.current |= 1;
             store.save_meta(&meta)?;
         }
-        let al = ActivityLog::new(cfg.al_extents as usize);
+        let device_extents = meta.size.div_ceil(crate::al::EXTENT).min(u32::MAX as u64) as u32;
+        let al = ActivityLog::new(cfg.al_extents as usize)
+            .with_read_ahead(AL_READ_AHEAD, device_extents);
         Ok(Arc::new(Node {
             st: Mutex::new(State {
                 meta,
@@ -167,6 +188,7 @@ impl Node {
                 next_seq: 1,
                 acked: 0,
                 pending: BTreeMap::new(),
+                waiters: BTreeMap::new(),
                 counters: Counters::default(),
                 resync: None,
                 note: None,
@@ -181,7 +203,7 @@ impl Node {
             cfg,
             cv: Condvar::new(),
             order: Mutex::new(()),
-            queued: AtomicU64::new(0),
+            throttled: AtomicBool::new(false),
         }))
     }
 
@@ -202,9 +224,16 @@ impl Node {
             .0
     }
 
-    /// `n` queued replication bytes have left (or will never leave).
-    fn dequeued(&self, n: usize) {
-        self.queued.fetch_sub(n as u64, Ordering::Relaxed);
+    /// Writes what `out` holds (see [`Outbox::flush`]) and wakes throttled writers.
+    fn pump(&self, out: &Outbox, wait: Wait) {
+        out.flush(wait);
+        self.unthrottle();
+    }
+
+    fn unthrottle(&self) {
+        if self.throttled.swap(false, Ordering::Relaxed) {
+            self.cv.notify_all();
+        }
     }
 
     fn persist(&self, st: &mut State) {
@@ -218,16 +247,25 @@ impl Node {
         self.send_bytes(st, f.encode())
     }
 
+    /// Queues a frame for the sender thread (the path for everything but bulk data
+    /// and acks, which their threads write themselves).
     fn send_bytes(&self, st: &mut State, b: Vec<u8>) -> bool {
         let Some(c) = &st.conn else { return false };
-        let n = b.len() as u64;
-        self.queued.fetch_add(n, Ordering::Relaxed);
-        if c.tx.send(b).is_err() {
-            self.dequeued(n as usize);
+        let Some(n) = c.out.push_owned(b) else {
             return false;
-        }
-        st.counters.sent += n;
+        };
+        c.out.wake();
+        st.counters.sent += n as u64;
         true
+    }
+
+    /// Queues a frame without waking anyone; returns the outbox the caller flushes
+    /// once it has dropped its locks.
+    fn queue(&self, st: &mut State, encode: impl FnOnce(&mut Vec<u8>)) -> Option<Arc<Outbox>> {
+        let c = st.conn.as_ref()?;
+        let n = c.out.push_with(encode)?;
+        st.counters.sent += n as u64;
+        Some(Arc::clone(&c.out))
     }
 
     fn hook_env(&self) -> HookEnv<'_> {
@@ -256,9 +294,11 @@ impl Node {
             if !st.primary {
                 return Err(std::io::Error::from_raw_os_error(libc::EROFS));
             }
-            if !st.fencing && self.queued.load(Ordering::Relaxed) < MAX_QUEUED {
+            let queued = st.conn.as_ref().map(|c| c.out.queued()).unwrap_or(0);
+            if !st.fencing && queued < MAX_QUEUED {
                 break;
             }
+            self.throttled.store(true, Ordering::Relaxed);
             st = self.wait(st, 100);
         }
         if st.al.touch(offset, len) {
@@ -269,104 +309,125 @@ impl Node {
         Ok(())
     }
 
-    /// Applies a write or discard locally and queues it for the peer; returns the
-    /// sequence number to wait for and the connection generation it was sent on.
+    /// Applies a write or discard locally and queues it for the peer; `done` runs when
+    /// the operation is complete (protocol C: when the peer has acknowledged it).
     fn replicate(
         &self,
         offset: u64,
         len: u64,
         local: impl FnOnce() -> std::io::Result<()>,
-        frame: impl FnOnce(u64) -> Vec<u8>,
-    ) -> std::io::Result<Option<(u64, u64)>> {
+        frame: impl FnOnce(&mut Vec<u8>, u64),
+        done: Done,
+    ) {
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            return done(Err(std::io::Error::from_raw_os_error(libc::EINVAL)));
         }
-        self.admit(offset, len)?;
-        let _o = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        local()?;
+        if let Err(e) = self.admit(offset, len) {
+            return done(Err(e));
+        }
+        let o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = local() {
+            return done(Err(e));
+        }
         let mut st = self.lock();
         st.counters.written += len;
-        if st.conn.is_some() {
-            let seq = st.next_seq;
+        let seq = st.next_seq;
+        if let Some(out) = self.queue(&mut st, |b| frame(b, seq)) {
             st.next_seq += 1;
-            if self.send_bytes(&mut st, frame(seq)) {
-                st.pending.insert(seq, (offset, len));
-                return Ok(Some((seq, st.conn_gen)));
+            st.pending.insert(seq, (offset, len));
+            let done = if self.cfg.protocol == Protocol::C {
+                st.waiters.insert(seq, done);
+                None
+            } else {
+                Some(done)
+            };
+            drop(st);
+            drop(o);
+            self.pump(&out, Wait::Block);
+            if let Some(done) = done {
+                done(Ok(()));
             }
+            return;
         }
         st.meta.bitmap.set_range(offset, len);
         st.bitmap_dirty = true;
-        Ok(None)
+        drop(st);
+        done(Ok(()))
     }
 
-    /// Waits (protocol C) for the peer's ack of `seq`, or for the connection to be lost
-    /// and handled (the range is then marked dirty, the peer fenced).
-    fn wait_ack(&self, w: Option<(u64, u64)>, always: bool) {
-        let Some((seq, gen)) = w else { return };
-        if self.cfg.protocol == Protocol::A && !always {
-            return;
-        }
-        let mut st = self.lock();
-        while st.acked < seq && st.conn_gen == gen || st.fencing {
-            st = self.wait(st, 200);
-        }
-    }
-
-    /// A block write (completes when both copies have it, with protocol C).
-    pub fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let w = self.replicate(
+    /// A block write; `done` runs when both copies have it (protocol C).
+    pub fn write(&self, offset: u64, data: &[u8], done: Done) {
+        self.replicate(
             offset,
             data.len() as u64,
             || self.store.write_at(data, offset),
-            |seq| crate::frame::encode_data(seq, offset, data),
-        )?;
-        self.wait_ack(w, false);
-        Ok(())
+            |b, seq| crate::frame::encode_data_into(b, seq, offset, data),
+            done,
+        )
     }
 
     /// A discard or write-zeroes, replicated.
-    pub fn discard(&self, offset: u64, len: u64, zero: bool) -> std::io::Result<()> {
-        let w = self.replicate(
+    pub fn discard(&self, offset: u64, len: u64, zero: bool, done: Done) {
+        self.replicate(
             offset,
             len,
             || self.store.discard(offset, len, zero),
-            |seq| {
-                Frame::Discard {
-                    seq,
-                    offset,
-                    len,
-                    zero,
-                }
-                .encode()
+            |b, seq| {
+                b.extend_from_slice(
+                    &Frame::Discard {
+                        seq,
+                        offset,
+                        len,
+                        zero,
+                    }
+                    .encode(),
+                )
             },
-        )?;
-        self.wait_ack(w, false);
-        Ok(())
+            done,
+        )
     }
 
-    /// A flush: local data stable, and (protocol C) the peer's too.
-    pub fn flush(&self) -> std::io::Result<()> {
+    /// A flush: local data stable (synchronously, in the caller's thread), and with
+    /// protocol C the peer's too; `done` runs when both are.
+    pub fn flush(&self, done: Done) {
         let w = {
             let mut st = self.lock();
             while st.fencing {
                 st = self.wait(st, 100);
             }
-            if st.conn.is_some() {
-                let seq = st.next_seq;
+            let seq = st.next_seq;
+            let f = Frame::Flush { seq }.encode();
+            self.queue(&mut st, |b| b.extend_from_slice(&f)).map(|out| {
                 st.next_seq += 1;
-                self.send(&mut st, &Frame::Flush { seq })
-                    .then_some((seq, st.conn_gen))
-            } else {
-                None
-            }
+                (seq, st.conn_gen, out)
+            })
         };
-        self.store.sync()?;
-        self.wait_ack(w, false);
+        let w = w.map(|(seq, gen, out)| {
+            self.pump(&out, Wait::Block);
+            (seq, gen)
+        });
+        if let Err(e) = self.store.sync() {
+            return done(Err(e));
+        }
         let mut st = self.lock();
         if st.bitmap_dirty {
             self.persist(&mut st);
         }
-        Ok(())
+        match w {
+            // Not acknowledged yet, and either still connected or the loss is still
+            // being handled (fencing): `lost` or the ack completes it.
+            Some((seq, gen))
+                if self.cfg.protocol == Protocol::C
+                    && (st.conn_gen == gen && st.acked < seq
+                        || st.conn_gen != gen && st.fencing) =>
+            {
+                st.waiters.insert(seq, done);
+            }
+            _ => {
+                drop(st);
+                done(Ok(()))
+            }
+        }
     }
 
     // ---------------------------------------------------------------- connection
@@ -608,7 +669,7 @@ impl Node {
                 Ok(None)
             }
             Plan::InSync => {
-                let (tx, rx) = mpsc::channel();
+                let out = Arc::new(Outbox::new(w.try_clone()?));
                 let mut st = self.lock();
                 if peer.disk == DiskState::UpToDate && st.meta.disk != DiskState::Inconsistent {
                     st.meta.disk = DiskState::UpToDate;
@@ -618,9 +679,9 @@ impl Node {
                     st.meta.peer_outdated = false;
                 }
                 self.persist(&mut st);
-                let gen = self.connected(&mut st, tx, s, &peer, CState::Connected);
+                let gen = self.connected(&mut st, Arc::clone(&out), s, &peer, CState::Connected);
                 drop(st);
-                self.spawn_sender(rx, w.try_clone()?);
+                self.spawn_sender(out);
                 Ok(Some(gen))
             }
             Plan::Resync {
@@ -672,7 +733,7 @@ impl Node {
                         }
                     }
                 }
-                let (tx, rx) = mpsc::channel();
+                let out = Arc::new(Outbox::new(w.try_clone()?));
                 let mut st = self.lock();
                 st.meta.bitmap.merge_words(&theirs);
                 if full {
@@ -701,9 +762,9 @@ impl Node {
                 } else {
                     CState::SyncTarget
                 };
-                let gen = self.connected(&mut st, tx, s, &peer, cs);
+                let gen = self.connected(&mut st, Arc::clone(&out), s, &peer, cs);
                 drop(st);
-                self.spawn_sender(rx, w.try_clone()?);
+                self.spawn_sender(out);
                 if source {
                     let me = Arc::clone(self);
                     std::thread::Builder::new()
@@ -719,14 +780,14 @@ impl Node {
     fn connected(
         &self,
         st: &mut State,
-        tx: mpsc::Sender<Vec<u8>>,
+        out: Arc<Outbox>,
         s: &TcpStream,
         peer: &View,
         cs: CState,
     ) -> u64 {
         st.conn_gen += 1;
         st.conn = Some(Conn {
-            tx,
+            out,
             stream: s.try_clone().expect("clone socket"),
         });
         st.cstate = cs;
@@ -741,47 +802,29 @@ impl Node {
         st.conn_gen
     }
 
-    fn spawn_sender(self: &Arc<Self>, rx: mpsc::Receiver<Vec<u8>>, stream: TcpStream) {
+    fn spawn_sender(self: &Arc<Self>, out: Arc<Outbox>) {
         let me = Arc::clone(self);
-        let ping = self.cfg.timeout / 3;
+        let idle = self.cfg.timeout / 3;
         std::thread::Builder::new()
             .name("sender".into())
-            .spawn(move || {
-                let mut w = BufWriter::with_capacity(1 << 20, stream);
-                loop {
-                    // Pings are made here, not queued, so they are not in `queued`.
-                    let (b, queued) = match rx.recv_timeout(ping) {
-                        Ok(b) => (b, true),
-                        Err(mpsc::RecvTimeoutError::Timeout) => (Frame::Ping.encode(), false),
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    };
-                    let mut ok = w.write_all(&b).is_ok();
-                    if queued {
-                        me.dequeued(b.len());
-                    }
-                    // Batch whatever else is queued, then flush.
-                    while ok {
-                        let Ok(b) = rx.try_recv() else { break };
-                        ok = w.write_all(&b).is_ok();
-                        me.dequeued(b.len());
-                    }
-                    if !ok || w.flush().is_err() {
-                        let _ = w.get_ref().shutdown(Shutdown::Both);
-                        // Drain so writers do not wait on bytes that will never leave.
-                        for b in rx.iter() {
-                            me.dequeued(b.len());
-                        }
-                        return;
-                    }
-                    me.cv.notify_all();
-                }
-            })
+            .spawn(move || out.run_sender(idle, &Frame::Ping.encode(), || me.unthrottle()))
             .expect("spawn sender");
     }
 
     /// Reads and applies frames until the connection ends; returns why it ended.
-    fn receive_loop(&self, r: &mut impl std::io::Read, gen: u64) -> String {
+    fn receive_loop(&self, r: &mut BufReader<impl Read>, gen: u64) -> String {
+        // Acks are cumulative: a burst of requests is answered once, when nothing more is
+        // buffered (or after ACK_BATCH requests), before blocking for more input.
+        let mut owed: Option<u64> = None;
+        let mut owed_n = 0;
         loop {
+            if let Some(seq) = owed {
+                if r.buffer().is_empty() || owed_n >= ACK_BATCH {
+                    self.send_ack(seq, 0);
+                    owed = None;
+                    owed_n = 0;
+                }
+            }
             let (f, n) = match read_frame(r) {
                 Ok(x) => x,
                 Err(ReadError::Io(e))
@@ -804,25 +847,41 @@ impl Node {
                 }
                 st.counters.received += n as u64;
             }
-            if let Err(reason) = self.apply(f) {
-                return reason;
+            match self.apply(f) {
+                Err(reason) => return reason,
+                Ok(Some((seq, 0))) => {
+                    owed = Some(seq);
+                    owed_n += 1;
+                }
+                Ok(Some((seq, status))) => {
+                    // An error is reported at once (it also acknowledges what came before).
+                    self.send_ack(seq, status);
+                    owed = None;
+                    owed_n = 0;
+                }
+                Ok(None) => {}
             }
         }
     }
 
-    fn ack(&self, seq: u64, res: std::io::Result<()>) {
-        let status = match res {
+    fn send_ack(&self, seq: u64, status: u32) {
+        let f = Frame::Ack { seq, status }.encode();
+        let out = self.queue(&mut self.lock(), |b| b.extend_from_slice(&f));
+        if let Some(out) = out {
+            // This thread reads: it must never block on the socket.
+            self.pump(&out, Wait::NoBlock);
+        }
+    }
+
+    /// Applies one frame; returns the (sequence, status) a request is owed an ack with.
+    fn apply(&self, f: Frame) -> Result<Option<(u64, u32)>, String> {
+        let status = |res: std::io::Result<()>| match res {
             Ok(()) => 0,
             Err(e) => {
                 error!("local I/O failed on a replicated request: {e}");
                 e.raw_os_error().unwrap_or(libc::EIO) as u32
             }
         };
-        let mut st = self.lock();
-        self.send(&mut st, &Frame::Ack { seq, status });
-    }
-
-    fn apply(&self, f: Frame) -> Result<(), String> {
         let secondary_only = |what: &str| -> Result<(), String> {
             if self.lock().primary {
                 Err(format!("protocol error: peer sent {what} to a Primary"))
@@ -845,7 +904,7 @@ impl Node {
                 in_range(offset, data.len() as u64)?;
                 let res = self.store.write_at(&data, offset);
                 self.lock().counters.written += data.len() as u64;
-                self.ack(seq, res);
+                return Ok(Some((seq, status(res))));
             }
             Frame::Discard {
                 seq,
@@ -856,12 +915,9 @@ impl Node {
                 secondary_only("Discard")?;
                 in_range(offset, len)?;
                 let res = self.store.discard(offset, len, zero);
-                self.ack(seq, res);
+                return Ok(Some((seq, status(res))));
             }
-            Frame::Flush { seq } => {
-                let res = self.store.sync();
-                self.ack(seq, res);
-            }
+            Frame::Flush { seq } => return Ok(Some((seq, status(self.store.sync())))),
             Frame::Ack { seq, status } => {
                 let mut st = self.lock();
                 if status != 0 {
@@ -876,7 +932,16 @@ impl Node {
                 }
                 st.acked = st.acked.max(seq);
                 st.pending = st.pending.split_off(&(seq + 1));
-                self.cv.notify_all();
+                let later = st.waiters.split_off(&(seq + 1));
+                let done = std::mem::replace(&mut st.waiters, later);
+                if st.bitmap_dirty && !done.is_empty() {
+                    // A peer error dirtied the bitmap: durable before anything completes.
+                    self.persist(&mut st);
+                }
+                drop(st);
+                for d in done.into_values() {
+                    d(Ok(()));
+                }
             }
             Frame::ResyncData { offset, data } => {
                 secondary_only("ResyncData")?;
@@ -1004,7 +1069,7 @@ impl Node {
                 ))
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn block_crcs(&self, offset: u64, len: u64) -> std::io::Result<Vec<u32>> {
@@ -1063,6 +1128,11 @@ impl Node {
         } else {
             self.persist(&mut st);
             drop(st);
+        }
+        // The unacknowledged ranges are marked dirty (and the peer fenced): complete them.
+        let done = std::mem::take(&mut self.lock().waiters);
+        for d in done.into_values() {
+            d(Ok(()));
         }
         self.cv.notify_all();
     }

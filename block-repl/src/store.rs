@@ -14,6 +14,8 @@ use thiserror::Error;
 
 /// Block size of the device.
 pub const BLOCK: u64 = 4096;
+/// Writes at least this large start their writeback at once.
+const EARLY_WRITEBACK: usize = 256 << 10;
 const SLOT_MAGIC: &[u8; 8] = b"BRPSLOT1";
 const SLOT_HEADER: usize = 8 + 8 + 4;
 
@@ -209,7 +211,21 @@ impl Store {
 
     /// Writes device bytes (to the page cache; see [`Store::sync`]).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.file.write_all_at(buf, offset)
+        self.file.write_all_at(buf, offset)?;
+        if buf.len() >= EARLY_WRITEBACK {
+            // Start writing large runs back now, so that the next flush finds little
+            // left to do (streaming writes would otherwise pile up until the fsync).
+            // SAFETY: plain syscall on an fd we own; a failure only loses the hint.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset as i64,
+                    buf.len() as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Discards (punches) or zeroes a range.

@@ -1,6 +1,6 @@
 //! Frame I/O on a stream and the shared-secret challenge.
 
-use crate::frame::{decode_header, Frame, FrameError, HEADER_LEN};
+use crate::frame::{bulk_prefix, decode_header, Frame, FrameError, HEADER_LEN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{self, Read};
@@ -22,6 +22,21 @@ pub fn read_frame(r: &mut impl Read) -> Result<(Frame, usize), ReadError> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h)?;
     let hdr = decode_header(&h)?;
+    let len = hdr.len as usize;
+    if let Some(p) = bulk_prefix(hdr.ty).filter(|p| len >= *p) {
+        // The data goes straight into its own buffer (no second copy).
+        let mut prefix = [0u8; 32];
+        r.read_exact(&mut prefix[..p])?;
+        let mut data = Vec::with_capacity(len - p);
+        r.by_ref().take((len - p) as u64).read_to_end(&mut data)?;
+        if data.len() != len - p {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        return Ok((
+            Frame::decode_bulk(hdr.ty, &prefix[..p], data)?,
+            HEADER_LEN + len,
+        ));
+    }
     let mut payload = vec![0u8; hdr.len as usize];
     r.read_exact(&mut payload)?;
     Ok((Frame::decode(hdr.ty, &payload)?, HEADER_LEN + payload.len()))
