@@ -129,8 +129,9 @@ mod tests {
             assert!(!al.touch(e * EXTENT, EXTENT), "extent {e} was read ahead");
         }
         assert!(al.touch(4 * EXTENT, 4096));
-        assert_eq!(al.extents(), vec![0, 1, 2, 3, 4, 5]); // 6 is past the device
-                                                          // A small log never reads ahead more than half of itself.
+        // 6 is past the device.
+        assert_eq!(al.extents(), vec![0, 1, 2, 3, 4, 5]);
+        // A small log never reads ahead more than half of itself.
         let mut small = ActivityLog::new(3).with_read_ahead(8, 100);
         small.touch(0, 1);
         assert_eq!(small.extents(), vec![0, 1]);

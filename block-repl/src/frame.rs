@@ -588,14 +588,13 @@ pub fn encode_data(seq: u64, offset: u64, data: &[u8]) -> Vec<u8> {
 
 /// Appends a `Data` frame to `out` (one copy of `data`).
 pub fn encode_data_into(out: &mut Vec<u8>, seq: u64, offset: u64, data: &[u8]) {
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&T_DATA.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(20 + data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&offset.to_be_bytes());
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     out.extend_from_slice(data);
+    put_header(&mut out[start..], T_DATA);
 }
 
 /// Encodes a `ResyncData` frame of `len` bytes whose data `fill` writes in place.

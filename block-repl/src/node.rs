@@ -268,6 +268,11 @@ impl Node {
         Some(Arc::clone(&c.out))
     }
 
+    /// [`Node::queue`] for a whole frame.
+    fn queue_frame(&self, st: &mut State, f: &Frame) -> Option<Arc<Outbox>> {
+        self.queue(st, |b| b.extend_from_slice(&f.encode()))
+    }
+
     fn hook_env(&self) -> HookEnv<'_> {
         HookEnv {
             resource: &self.cfg.name,
@@ -396,8 +401,7 @@ impl Node {
                 st = self.wait(st, 100);
             }
             let seq = st.next_seq;
-            let f = Frame::Flush { seq }.encode();
-            self.queue(&mut st, |b| b.extend_from_slice(&f)).map(|out| {
+            self.queue_frame(&mut st, &Frame::Flush { seq }).map(|out| {
                 st.next_seq += 1;
                 (seq, st.conn_gen, out)
             })
@@ -865,8 +869,7 @@ impl Node {
     }
 
     fn send_ack(&self, seq: u64, status: u32) {
-        let f = Frame::Ack { seq, status }.encode();
-        let out = self.queue(&mut self.lock(), |b| b.extend_from_slice(&f));
+        let out = self.queue_frame(&mut self.lock(), &Frame::Ack { seq, status });
         if let Some(out) = out {
             // This thread reads: it must never block on the socket.
             self.pump(&out, Wait::NoBlock);

@@ -96,11 +96,6 @@ impl Outbox {
         Some(n)
     }
 
-    /// Appends an encoded frame (see [`Outbox::push_with`]).
-    pub fn push(&self, frame: &[u8]) -> Option<usize> {
-        self.push_with(|b| b.extend_from_slice(frame))
-    }
-
     /// Asks the sender thread to write what is queued.
     pub fn wake(&self) {
         self.cv.notify_one();
@@ -281,7 +276,7 @@ mod tests {
                             let v = *o;
                             let mut f = v.to_be_bytes().to_vec();
                             f.extend(std::iter::repeat_n(t as u8, 1000));
-                            ob.push(&f).unwrap();
+                            ob.push_owned(f).unwrap();
                         }
                         ob.flush(if t % 2 == 0 {
                             Wait::Block
@@ -316,7 +311,7 @@ mod tests {
         let ob = Arc::new(Outbox::new(a));
         // Far more than the socket buffers hold: NoBlock must return anyway.
         let big = vec![7u8; 32 << 20];
-        ob.push(&big).unwrap();
+        ob.push_owned(big.clone()).unwrap();
         ob.flush(Wait::NoBlock);
         assert!(ob.queued() > 0, "everything fit in the socket buffer?");
         let s = {
@@ -343,7 +338,7 @@ mod tests {
         assert_eq!(&got, b"PINGPING");
         ob.close();
         s.join().unwrap();
-        assert_eq!(ob.push(b"x"), None);
+        assert_eq!(ob.push_owned(b"x".to_vec()), None);
     }
 
     #[test]
@@ -352,7 +347,7 @@ mod tests {
         drop(b);
         let ob = Outbox::new(a);
         for _ in 0..100 {
-            if ob.push(&[0u8; 65536]).is_none() {
+            if ob.push_owned(vec![0u8; 65536]).is_none() {
                 return;
             }
             ob.flush(Wait::Block);

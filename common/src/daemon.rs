@@ -927,8 +927,8 @@ fn with_nss_buffer<T>(
     }
 }
 
-/// `(uid, primary gid)` of a user name.
-fn user_by_name(name: &CString) -> io::Result<Option<(u32, u32)>> {
+/// `(uid, primary gid)` of a user name (`None`: no such user).
+pub fn user_by_name(name: &CString) -> io::Result<Option<(u32, u32)>> {
     with_nss_buffer(|buf| {
         // SAFETY: zeroed passwd is a valid out-parameter value.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -949,8 +949,8 @@ fn user_by_name(name: &CString) -> io::Result<Option<(u32, u32)>> {
     })
 }
 
-/// Primary gid of a uid.
-fn gid_of_uid(uid: u32) -> io::Result<Option<u32>> {
+/// Primary gid of a uid (`None`: no passwd entry).
+pub fn gid_of_uid(uid: u32) -> io::Result<Option<u32>> {
     with_nss_buffer(|buf| {
         // SAFETY: as in `user_by_name`.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -969,8 +969,8 @@ fn gid_of_uid(uid: u32) -> io::Result<Option<u32>> {
     })
 }
 
-/// gid of a group name.
-fn group_by_name(name: &CString) -> io::Result<Option<u32>> {
+/// gid of a group name (`None`: no such group).
+pub fn group_by_name(name: &CString) -> io::Result<Option<u32>> {
     with_nss_buffer(|buf| {
         // SAFETY: zeroed group is a valid out-parameter value.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };

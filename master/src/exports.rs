@@ -6,6 +6,7 @@
 //! address, a bad option value) are dropped here too, each with a [`Warning`] that names
 //! the file and line; an unknown option is ignored with a warning.
 
+use antler_common::daemon;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -198,47 +199,21 @@ pub trait Ids {
     fn group(&self, name: &str) -> Option<u32>;
 }
 
-/// The system's user database (`getpwnam` and friends).
+/// The system's user database (`getpwnam` and friends, via `common::daemon`).
 pub struct SystemIds;
 
 impl Ids for SystemIds {
     fn user(&self, name: &str) -> Option<(u32, u32)> {
         let c = std::ffi::CString::new(name).ok()?;
-        pw(|buf, pwd, res| {
-            // SAFETY: every pointer refers to live, correctly sized memory owned by `pw`.
-            unsafe { libc::getpwnam_r(c.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), res) }
-        })
+        daemon::user_by_name(&c).ok().flatten()
     }
     fn user_gid(&self, uid: u32) -> Option<u32> {
-        pw(|buf, pwd, res| {
-            // SAFETY: as above.
-            unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), res) }
-        })
-        .map(|(_, g)| g)
+        daemon::gid_of_uid(uid).ok().flatten()
     }
     fn group(&self, name: &str) -> Option<u32> {
         let c = std::ffi::CString::new(name).ok()?;
-        let mut buf = vec![0 as libc::c_char; 1 << 16];
-        // SAFETY: all-zero is a valid `group` (null pointers, zero ids).
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut res: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer refers to live, correctly sized memory.
-        let rc = unsafe {
-            libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut res)
-        };
-        (rc == 0 && !res.is_null()).then_some(grp.gr_gid)
+        daemon::group_by_name(&c).ok().flatten()
     }
-}
-
-fn pw(
-    call: impl FnOnce(&mut [libc::c_char], *mut libc::passwd, *mut *mut libc::passwd) -> i32,
-) -> Option<(u32, u32)> {
-    let mut buf = vec![0 as libc::c_char; 1 << 16];
-    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    let rc = call(&mut buf, &mut pwd, &mut res);
-    (rc == 0 && !res.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
 }
 
 /// The parsed file.
