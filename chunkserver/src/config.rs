@@ -1,7 +1,8 @@
 //! `mfschunkserver.cfg`: the options this chunkserver reads, with MooseFS defaults.
 
 use antler_common::cfg::{CfgError, CfgFile};
-use std::net::{Ipv4Addr, SocketAddrV4, ToSocketAddrs};
+#[cfg(test)]
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -125,21 +126,7 @@ impl CsConfig {
     }
 }
 
-/// Resolves `host:port` to an IPv4 address; `*` or an empty host means 0.0.0.0.
-pub fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddrV4> {
-    if host == "*" || host.is_empty() {
-        return Ok(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
-    }
-    for a in (host, port).to_socket_addrs()? {
-        if let std::net::SocketAddr::V4(v4) = a {
-            return Ok(v4);
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::NotFound,
-        format!("{host}: no IPv4 address"),
-    ))
-}
+pub use antler_common::cfg::resolve;
 
 #[cfg(test)]
 mod tests {

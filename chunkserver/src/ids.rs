@@ -4,8 +4,8 @@
 //! pinned: a master of another file system instance is refused, and a disk that belongs
 //! to another instance is not used.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 use thiserror::Error;
 
@@ -38,18 +38,7 @@ pub fn load_identity(data_path: &Path) -> Identity {
     id
 }
 
-/// Writes a small file durably: temp file, fsync, rename, fsync of the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
+pub use antler_common::durable::write_durably;
 
 /// Stores `chunkserverid.mfs`.
 pub fn save_identity(data_path: &Path, id: Identity) -> io::Result<()> {

@@ -365,6 +365,25 @@ fn unit_multiplier(unit: &str) -> Option<u128> {
     }
 }
 
+/// Resolves `host:port` to an IPv4 address; `*` or an empty host means 0.0.0.0.
+pub fn resolve(host: &str, port: u16) -> std::io::Result<std::net::SocketAddrV4> {
+    if host == "*" || host.is_empty() {
+        return Ok(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            port,
+        ));
+    }
+    for a in std::net::ToSocketAddrs::to_socket_addrs(&(host, port))? {
+        if let std::net::SocketAddr::V4(v4) = a {
+            return Ok(v4);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{host}: no IPv4 address"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

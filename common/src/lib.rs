@@ -10,11 +10,13 @@
 //!   (`[-f] [-c CFG] ... [start|stop|restart|reload|test|kill]`), the
 //!   `DATA_PATH/.NAME.lock` PID lock file and the actions on a running
 //!   instance, signal flags, daemonizing, dropping privileges,
+//! * [`durable`]: durable small-file writes (temp file, fsync, rename, fsync dir),
 //! * [`logging`]: `tracing` output to syslog (facility daemon) and stderr,
 //! * [`toml_cfg`]: strict TOML files for Antler's own daemons, errors with file:line: key.
 
 pub mod cfg;
 pub mod daemon;
+pub mod durable;
 pub mod logging;
 pub mod toml_cfg;
 

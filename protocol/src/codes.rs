@@ -148,6 +148,71 @@ pub mod status {
     /// CRC error.
     pub const CRC: u8 = 29;
 
+    /// Not a directory.
+    pub const ENOTDIR: u8 = 2;
+    /// No such file or directory.
+    pub const ENOENT: u8 = 3;
+    /// Permission denied.
+    pub const EACCES: u8 = 4;
+    /// File exists.
+    pub const EEXIST: u8 = 5;
+    /// Directory not empty.
+    pub const ENOTEMPTY: u8 = 7;
+    /// Index too big.
+    pub const INDEXTOOBIG: u8 = 10;
+    /// Chunk locked.
+    pub const LOCKED: u8 = 11;
+    /// No chunk servers.
+    pub const NOCHUNKSERVERS: u8 = 12;
+    /// Chunk is busy.
+    pub const CHUNKBUSY: u8 = 14;
+    /// Incorrect register BLOB.
+    pub const REGISTER: u8 = 15;
+    /// File not opened.
+    pub const NOTOPENED: u8 = 17;
+    /// Write not started.
+    pub const NOTSTARTED: u8 = 18;
+    /// Operation delayed.
+    pub const DELAYED: u8 = 30;
+    /// Can't create path.
+    pub const CANTCREATEPATH: u8 = 31;
+    /// Data mismatch.
+    pub const MISMATCH: u8 = 32;
+    /// Read-only file system.
+    pub const EROFS: u8 = 33;
+    /// Quota exceeded.
+    pub const QUOTA: u8 = 34;
+    /// Bad session id.
+    pub const BADSESSIONID: u8 = 35;
+    /// Password is needed.
+    pub const NOPASSWORD: u8 = 36;
+    /// Incorrect password.
+    pub const BADPASSWORD: u8 = 37;
+    /// No such attribute.
+    pub const ENOATTR: u8 = 38;
+    /// Operation not supported.
+    pub const ENOTSUP: u8 = 39;
+    /// Result too large.
+    pub const ERANGE: u8 = 40;
+    /// Entity not found.
+    pub const NOTFOUND: u8 = 41;
+    /// Entity is active.
+    pub const ACTIVE: u8 = 42;
+    /// Chunkserver not present.
+    pub const CSNOTPRESENT: u8 = 43;
+    /// Waiting on lock.
+    pub const WAITING: u8 = 44;
+    /// Resource temporarily unavailable.
+    pub const EAGAIN: u8 = 45;
+    /// Interrupted system call.
+    pub const EINTR: u8 = 46;
+    /// Operation canceled.
+    pub const ECANCELED: u8 = 47;
+    /// No such file or directory (not cacheable).
+    pub const ENOENT_NOCACHE: u8 = 48;
+    /// Operation not permitted (mfsmount admin only).
+    pub const EPERM_NOTADMIN: u8 = 49;
+
     /// Short text for a status code, as MooseFS prints it.
     pub fn name(s: u8) -> &'static str {
         match s {
@@ -169,6 +234,38 @@ pub mod status {
             WRONGCHUNKID => "Incorrect chunk id",
             DISCONNECTED => "Disconnected",
             CRC => "CRC error",
+            ENOTDIR => "Not a directory",
+            ENOENT => "No such file or directory",
+            EACCES => "Permission denied",
+            EEXIST => "File exists",
+            ENOTEMPTY => "Directory not empty",
+            INDEXTOOBIG => "Index too big",
+            LOCKED => "Chunk locked",
+            NOCHUNKSERVERS => "No chunk servers",
+            CHUNKBUSY => "Chunk is busy",
+            REGISTER => "Incorrect register BLOB",
+            NOTOPENED => "File not opened",
+            NOTSTARTED => "Write not started",
+            DELAYED => "Operation delayed",
+            CANTCREATEPATH => "Can't create path",
+            MISMATCH => "Data mismatch",
+            EROFS => "Read-only file system",
+            QUOTA => "Quota exceeded",
+            BADSESSIONID => "Bad session id",
+            NOPASSWORD => "Password is needed",
+            BADPASSWORD => "Incorrect password",
+            ENOATTR => "No such attribute",
+            ENOTSUP => "Operation not supported",
+            ERANGE => "Result too large",
+            NOTFOUND => "Entity not found",
+            ACTIVE => "Entity is active",
+            CSNOTPRESENT => "Chunkserver not present",
+            WAITING => "Waiting on lock",
+            EAGAIN => "Resource temporarily unavailable",
+            EINTR => "Interrupted system call",
+            ECANCELED => "Operation canceled",
+            ENOENT_NOCACHE => "No such file or directory (not cacheable)",
+            EPERM_NOTADMIN => "Operation not permitted (mfsmount admin only)",
             _ => "Unknown MFS error",
         }
     }

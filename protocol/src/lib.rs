@@ -7,6 +7,7 @@
 //!   per-link size limit, plus a bounds-checked big-endian [`frame::Reader`] and
 //!   [`frame::Writer`].
 //! - [`codes`]: message type numbers, status codes and MooseFS size constants.
+//! - [`cltoma`]: client (mfsmount, tools) ↔ master messages.
 //! - [`cstoma`]: master ↔ chunkserver messages.
 //! - [`data`]: client ↔ chunkserver and chunkserver ↔ chunkserver messages (the data path).
 //! - [`chunkfile`]: the on-disk chunk file (`MFSC 1.0` header, CRC table, 64 KiB blocks)
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod chunkfile;
+pub mod cltoma;
 pub mod codes;
 pub mod crc;
 pub mod cstoma;

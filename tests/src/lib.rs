@@ -839,6 +839,16 @@ pub struct CsInfo {
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
     master_cfg: Vec<(String, String)>,
+    master_kind: MasterKind,
+}
+
+/// Which master a [`Cluster`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterKind {
+    /// The real MooseFS 3.0.117 `/usr/sbin/mfsmaster`.
+    Real,
+    /// Antler's master, `antler_bin("mfsmaster")` (same command line and config).
+    Antler,
 }
 
 impl Default for ClusterBuilder {
@@ -851,6 +861,7 @@ impl Default for ClusterBuilder {
                 ("CHUNKS_LOOP_MIN_TIME".into(), "60".into()),
                 ("CHUNKS_LOOP_MAX_CPS".into(), "100000".into()),
             ],
+            master_kind: MasterKind::Real,
         }
     }
 }
@@ -863,10 +874,27 @@ impl ClusterBuilder {
         self
     }
 
+    /// Run `kind` as the master (the default is the real one).
+    pub fn master_kind(mut self, kind: MasterKind) -> Self {
+        self.master_kind = kind;
+        self
+    }
+
     /// Create the base directory and configs and start the real `mfsmaster`.
     pub fn start_real_master(self) -> Cluster {
+        self.master_kind(MasterKind::Real).start()
+    }
+
+    /// Create the base directory and configs and start the chosen master.
+    pub fn start(self) -> Cluster {
         require_root();
-        require_file(REAL_MFSMASTER, "moosefs-master");
+        let master_bin = match self.master_kind {
+            MasterKind::Real => {
+                require_file(REAL_MFSMASTER, "moosefs-master");
+                PathBuf::from(REAL_MFSMASTER)
+            }
+            MasterKind::Antler => antler_bin("mfsmaster"),
+        };
         require_file(EMPTY_METADATA, "moosefs-master");
         let base = tempfile::Builder::new()
             .prefix("antler-")
@@ -927,7 +955,7 @@ impl ClusterBuilder {
         let pids_file = base_path.join(PIDS_FILE);
         let master = Daemon::new(
             "mfsmaster",
-            PathBuf::from(REAL_MFSMASTER),
+            master_bin,
             vec![
                 "-c".into(),
                 master_cfg_path.clone().into(),

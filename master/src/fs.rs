@@ -1,0 +1,1514 @@
+//! The in-memory namespace: nodes, directories, attributes, permissions and the
+//! recursive statistics MooseFS keeps per directory.
+//!
+//! Pure code: no sockets, no clock (every mutating call takes `now`). Operations return
+//! MooseFS status codes (`Err(status)`), exactly what the client protocol sends back.
+//! Chunk ids referenced by files live here (`File::chunks`); the chunk registry is told
+//! about dropped references through [`Fs::take_released`].
+
+use antler_protocol::cltoma::{
+    dir_size_encode, node_type as T, Attr, SetAttr, MATTR_ALLOWDATACACHE, MATTR_NOACACHE,
+    MATTR_NOXATTR, SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW, SET_UID,
+    SET_WINATTR,
+};
+use antler_protocol::codes::status as st;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Result of a namespace operation: a MooseFS status on failure.
+pub type FsResult<T> = Result<T, u8>;
+
+/// Inode number of the file system root.
+pub const ROOT: u32 = 1;
+/// First inode the mount handles itself; never handed out.
+pub const MAX_INODE: u32 = 0x7FFF_FFEF;
+/// Chunk size.
+pub const CHUNK_SIZE: u64 = 1 << 26;
+/// Default trash time (seconds).
+pub const DEFAULT_TRASHTIME: u32 = 86_400;
+/// Default goal of a new file system's root.
+pub const DEFAULT_GOAL: u8 = 2;
+/// Most hard links a node may have (`MAX_ALLOWED_HARD_LINKS`).
+pub const MAX_LINKS: usize = 32767;
+
+/// eattr bits.
+pub mod eattr {
+    /// Everybody is the owner.
+    pub const NOOWNER: u8 = 0x01;
+    /// No attribute cache.
+    pub const NOACACHE: u8 = 0x02;
+    /// No entry cache (directories).
+    pub const NOECACHE: u8 = 0x04;
+    /// No data cache.
+    pub const NODATACACHE: u8 = 0x08;
+    /// Snapshot marker.
+    pub const SNAPSHOT: u8 = 0x10;
+    /// Cannot be deleted.
+    pub const UNDELETABLE: u8 = 0x20;
+    /// Append only.
+    pub const APPENDONLY: u8 = 0x40;
+    /// Immutable.
+    pub const IMMUTABLE: u8 = 0x80;
+}
+
+/// Session flag bits used by permission checks.
+pub mod sesflag {
+    /// Read-only export.
+    pub const READONLY: u8 = 0x01;
+    /// Ignore the group list for non-owners.
+    pub const IGNOREGID: u8 = 0x04;
+    /// Administrative session.
+    pub const ADMIN: u8 = 0x08;
+    /// mapall export.
+    pub const MAPALL: u8 = 0x10;
+}
+
+/// Recursive statistics of a subtree (what `mfsdirinfo` prints).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Inodes.
+    pub inodes: u32,
+    /// Directories.
+    pub dirs: u32,
+    /// Files.
+    pub files: u32,
+    /// Chunks.
+    pub chunks: u32,
+    /// Sum of file lengths.
+    pub length: u64,
+    /// Sum of chunk sizes on disk (one copy).
+    pub size: u64,
+    /// Size times goal.
+    pub realsize: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.inodes = self.inodes.wrapping_add(o.inodes);
+        self.dirs = self.dirs.wrapping_add(o.dirs);
+        self.files = self.files.wrapping_add(o.files);
+        self.chunks = self.chunks.wrapping_add(o.chunks);
+        self.length = self.length.wrapping_add(o.length);
+        self.size = self.size.wrapping_add(o.size);
+        self.realsize = self.realsize.wrapping_add(o.realsize);
+    }
+    fn sub(&mut self, o: &Stats) {
+        self.inodes = self.inodes.wrapping_sub(o.inodes);
+        self.dirs = self.dirs.wrapping_sub(o.dirs);
+        self.files = self.files.wrapping_sub(o.files);
+        self.chunks = self.chunks.wrapping_sub(o.chunks);
+        self.length = self.length.wrapping_sub(o.length);
+        self.size = self.size.wrapping_sub(o.size);
+        self.realsize = self.realsize.wrapping_sub(o.realsize);
+    }
+}
+
+/// A directory's contents.
+#[derive(Debug, Default)]
+pub struct Dir {
+    /// Name → inode.
+    pub entries: HashMap<Box<[u8]>, u32>,
+    /// Number of subdirectories (for nlink).
+    pub nsubdirs: u32,
+    /// Sum of the children's statistics.
+    pub stats: Stats,
+}
+
+/// Type-specific node data.
+#[derive(Debug)]
+pub enum Kind {
+    /// Directory.
+    Dir(Box<Dir>),
+    /// Regular file: length and chunk table (0 = hole).
+    File {
+        /// Length in bytes.
+        length: u64,
+        /// Chunk ids by index.
+        chunks: Vec<u64>,
+    },
+    /// Symbolic link target.
+    Symlink(Box<[u8]>),
+    /// Block or character device number.
+    Dev(u32),
+    /// FIFO or socket.
+    Other,
+}
+
+/// One inode.
+#[derive(Debug)]
+pub struct Node {
+    /// Wire type (`node_type::*`).
+    pub ntype: u8,
+    /// Mode bits (07777).
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Access time.
+    pub atime: u32,
+    /// Modification time.
+    pub mtime: u32,
+    /// Change time.
+    pub ctime: u32,
+    /// Goal (storage classes 1..9 are "N copies").
+    pub goal: u8,
+    /// Trash time in hours.
+    pub trash_hours: u16,
+    /// Extra attributes (`eattr::*`).
+    pub eattr: u8,
+    /// Windows attributes.
+    pub winattr: u8,
+    /// Parent directories, one entry per link.
+    pub parents: Vec<u32>,
+    /// Extended attributes.
+    pub xattrs: Option<Box<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    /// Type-specific data.
+    pub kind: Kind,
+}
+
+/// The caller of an operation, after maproot/mapall.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// Effective uid.
+    pub uid: u32,
+    /// Effective groups (first = primary).
+    pub gids: Vec<u32>,
+    /// Session flags.
+    pub sesflags: u8,
+    /// Export umask.
+    pub umask: u16,
+}
+
+impl Ctx {
+    /// A root caller with no session restrictions.
+    pub fn root() -> Ctx {
+        Ctx {
+            uid: 0,
+            gids: vec![0],
+            sesflags: 0,
+            umask: 0,
+        }
+    }
+    fn gid0(&self) -> u32 {
+        self.gids.first().copied().unwrap_or(0)
+    }
+    fn readonly(&self) -> FsResult<()> {
+        if self.sesflags & sesflag::READONLY != 0 {
+            Err(st::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Access mask bits.
+pub const MODE_R: u8 = 4;
+/// Write.
+pub const MODE_W: u8 = 2;
+/// Execute / search.
+pub const MODE_X: u8 = 1;
+const MODE_TO_ACCMODE: [u8; 8] = [0x01, 0x03, 0x05, 0x0F, 0x11, 0x33, 0x55, 0xFF];
+
+/// What a successful create-like operation returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Created {
+    /// New inode.
+    pub inode: u32,
+    /// Its attributes.
+    pub attr: Attr,
+}
+
+/// One readdir entry.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// Name.
+    pub name: Vec<u8>,
+    /// Inode (already the one to send, i.e. not yet mapped for the session root).
+    pub inode: u32,
+}
+
+/// The namespace.
+#[derive(Debug)]
+pub struct Fs {
+    nodes: Vec<Option<Node>>,
+    free: std::collections::VecDeque<(u32, u32)>,
+    released: Vec<u64>,
+    goal_changes: Vec<(u64, u8)>,
+    /// Number of live nodes.
+    pub node_count: u32,
+    open: HashMap<u32, u32>,
+    detached: HashSet<u32>,
+    /// Delay before a freed inode number is reused (`INODE_REUSE_DELAY`).
+    pub inode_reuse_delay: u32,
+}
+
+/// Checks a file name as MooseFS does.
+pub fn name_ok(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&c| c == 0 || c == b'/')
+}
+
+fn file_stats(length: u64, chunks: &[u64], goal: u8) -> Stats {
+    let (lastchunk, lastsize) = if length > 0 {
+        let l = length - 1;
+        (
+            l >> 26,
+            (((l & (CHUNK_SIZE - 1)) + 0x10000) & !0xFFFF) + 0x1400,
+        )
+    } else {
+        (0, 0x1400)
+    };
+    let mut s = Stats {
+        inodes: 1,
+        files: 1,
+        length,
+        ..Stats::default()
+    };
+    for (i, &c) in chunks.iter().enumerate() {
+        if c != 0 {
+            let i = i as u64;
+            if i < lastchunk {
+                s.size += CHUNK_SIZE + 0x1400;
+            } else if i == lastchunk {
+                s.size += lastsize;
+            }
+            s.chunks += 1;
+        }
+    }
+    s.realsize = s.size * goal as u64;
+    s
+}
+
+impl Fs {
+    /// A new, empty file system (what `MFSM NEW` loads as).
+    pub fn new(now: u32) -> Fs {
+        let mut fs = Fs {
+            nodes: vec![None, None],
+            free: Default::default(),
+            released: Vec::new(),
+            goal_changes: Vec::new(),
+            node_count: 1,
+            open: HashMap::new(),
+            detached: HashSet::new(),
+            inode_reuse_delay: 86_400,
+        };
+        fs.nodes[1] = Some(Node {
+            ntype: T::DIRECTORY,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            goal: DEFAULT_GOAL,
+            trash_hours: (DEFAULT_TRASHTIME / 3600) as u16,
+            eattr: 0,
+            winattr: 0,
+            parents: Vec::new(),
+            xattrs: None,
+            kind: Kind::Dir(Box::default()),
+        });
+        fs
+    }
+
+    /// A node by inode.
+    pub fn node(&self, ino: u32) -> Option<&Node> {
+        self.nodes.get(ino as usize).and_then(|n| n.as_ref())
+    }
+    fn node_mut(&mut self, ino: u32) -> Option<&mut Node> {
+        self.nodes.get_mut(ino as usize).and_then(|n| n.as_mut())
+    }
+    fn get(&self, ino: u32) -> FsResult<&Node> {
+        self.node(ino).ok_or(st::ENOENT)
+    }
+    fn get_mut(&mut self, ino: u32) -> FsResult<&mut Node> {
+        self.node_mut(ino).ok_or(st::ENOENT)
+    }
+    fn dir_mut(&mut self, ino: u32) -> FsResult<&mut Dir> {
+        match &mut self.get_mut(ino)?.kind {
+            Kind::Dir(d) => Ok(d),
+            _ => Err(st::ENOTDIR),
+        }
+    }
+
+    /// Chunk references dropped since the last call (files truncated or removed).
+    pub fn take_released(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.released)
+    }
+    /// Chunks whose file goal changed since the last call.
+    pub fn take_goal_changes(&mut self) -> Vec<(u64, u8)> {
+        std::mem::take(&mut self.goal_changes)
+    }
+
+    /// Statistics of one node as its parent counts it.
+    pub fn node_stats(&self, ino: u32) -> Stats {
+        match self.node(ino) {
+            Some(n) => match &n.kind {
+                Kind::Dir(d) => {
+                    let mut s = d.stats;
+                    s.inodes += 1;
+                    s.dirs += 1;
+                    s
+                }
+                Kind::File { length, chunks } => file_stats(*length, chunks, n.goal),
+                _ => Stats {
+                    inodes: 1,
+                    ..Stats::default()
+                },
+            },
+            None => Stats::default(),
+        }
+    }
+
+    fn stats_apply(&mut self, dir: u32, plus: &Stats, minus: &Stats) {
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            let Some(n) = self.node_mut(d) else { break };
+            if let Kind::Dir(dd) = &mut n.kind {
+                dd.stats.add(plus);
+                dd.stats.sub(minus);
+            }
+            cur = n.parents.first().copied();
+        }
+    }
+
+    /// Runs `f` on a node and propagates the change of its statistics to every parent.
+    fn with_stats<R>(&mut self, ino: u32, f: impl FnOnce(&mut Node) -> R) -> FsResult<R> {
+        let before = self.node_stats(ino);
+        let r = f(self.get_mut(ino)?);
+        let after = self.node_stats(ino);
+        if before != after {
+            let parents = self.get(ino)?.parents.clone();
+            for p in parents {
+                self.stats_apply(p, &after, &before);
+            }
+        }
+        Ok(r)
+    }
+
+    /// MooseFS `fsnodes_accessmode`: bit k set when access mask k is allowed.
+    pub fn accmode(&self, n: &Node, ctx: &Ctx) -> u8 {
+        if ctx.uid == 0 {
+            return 0xFF;
+        }
+        let m = n.mode;
+        let bits = if ctx.uid == n.uid || n.eattr & eattr::NOOWNER != 0 {
+            (m >> 6) & 7
+        } else if ctx.sesflags & sesflag::IGNOREGID != 0 {
+            ((m >> 3) | m) & 7
+        } else if ctx.gids.contains(&n.gid) {
+            (m >> 3) & 7
+        } else {
+            m & 7
+        };
+        MODE_TO_ACCMODE[bits as usize]
+    }
+
+    fn access_ok(&self, n: &Node, ctx: &Ctx, mask: u8) -> bool {
+        self.accmode(n, ctx) & (1 << (mask & 7)) != 0
+    }
+
+    fn need(&self, n: &Node, ctx: &Ctx, mask: u8) -> FsResult<()> {
+        if self.access_ok(n, ctx, mask) {
+            Ok(())
+        } else {
+            Err(st::EACCES)
+        }
+    }
+
+    /// Builds the attribute record of a node.
+    pub fn attr(&self, ino: u32, ctx: &Ctx) -> FsResult<Attr> {
+        let n = self.get(ino)?;
+        let mut flags = 0;
+        if n.xattrs.as_ref().is_none_or(|x| x.is_empty()) {
+            flags |= MATTR_NOXATTR;
+        }
+        if n.eattr & eattr::NODATACACHE == 0 {
+            flags |= MATTR_ALLOWDATACACHE;
+        }
+        if n.eattr & (eattr::NOOWNER | eattr::NOACACHE) != 0 || ctx.sesflags & sesflag::MAPALL != 0
+        {
+            flags |= MATTR_NOACACHE;
+        }
+        let (nlink, length) = match &n.kind {
+            Kind::Dir(d) => (2 + d.nsubdirs, dir_size_encode(d.stats.length)),
+            Kind::File { length, .. } => (n.parents.len() as u32, *length),
+            Kind::Symlink(t) => (n.parents.len() as u32, t.len() as u64),
+            Kind::Dev(r) => (n.parents.len() as u32, (*r as u64) << 32),
+            Kind::Other => (n.parents.len() as u32, 0),
+        };
+        let (mut mode, mut uid, mut gid) = (n.mode, n.uid, n.gid);
+        if n.eattr & eattr::NOOWNER != 0 && ctx.uid != 0 {
+            let o = (mode >> 6) & 7;
+            mode = (mode & 0o7700) | (o << 3) | o;
+            uid = ctx.uid;
+            gid = ctx.gid0();
+        }
+        Ok(Attr {
+            flags,
+            ntype: n.ntype,
+            mode,
+            uid,
+            gid,
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            nlink,
+            length,
+            winattr: n.winattr,
+        })
+    }
+
+    /// Lookup of `name` in `parent`; "." and ".." included. Returns the inode.
+    pub fn lookup(&self, ctx: &Ctx, parent: u32, name: &[u8]) -> FsResult<u32> {
+        let p = self.get(parent)?;
+        let Kind::Dir(d) = &p.kind else {
+            return Err(st::ENOTDIR);
+        };
+        self.need(p, ctx, MODE_X)?;
+        if name == b"." {
+            return Ok(parent);
+        }
+        if name == b".." {
+            return Ok(p.parents.first().copied().unwrap_or(ROOT));
+        }
+        if !name_ok(name) {
+            return Err(st::EINVAL);
+        }
+        d.entries.get(name).copied().ok_or(st::ENOENT)
+    }
+
+    /// `access` with mask R/W/X bits.
+    pub fn access(&self, ctx: &Ctx, ino: u32, mask: u16) -> FsResult<()> {
+        let n = self.get(ino)?;
+        let mask = (mask & 7) as u8;
+        if mask & MODE_W != 0 {
+            ctx.readonly()?;
+            if n.eattr & eattr::IMMUTABLE != 0 {
+                return Err(st::EPERM);
+            }
+        }
+        self.need(n, ctx, mask)
+    }
+
+    fn alloc_inode(&mut self, now: u32) -> FsResult<u32> {
+        if let Some(&(ino, t)) = self.free.front() {
+            if now.saturating_sub(t) >= self.inode_reuse_delay {
+                self.free.pop_front();
+                return Ok(ino);
+            }
+        }
+        let ino = self.nodes.len() as u32;
+        if ino > MAX_INODE {
+            return Err(st::NOSPACE);
+        }
+        self.nodes.push(None);
+        Ok(ino)
+    }
+
+    /// Common checks for adding `name` to `parent`.
+    fn check_new_entry(&self, ctx: &Ctx, parent: u32, name: &[u8]) -> FsResult<()> {
+        ctx.readonly()?;
+        let p = self.get(parent)?;
+        let Kind::Dir(d) = &p.kind else {
+            return Err(st::ENOTDIR);
+        };
+        if p.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        self.need(p, ctx, MODE_W)?;
+        self.need(p, ctx, MODE_X)?;
+        if !name_ok(name) {
+            return Err(st::EINVAL);
+        }
+        if d.entries.contains_key(name) {
+            return Err(st::EEXIST);
+        }
+        Ok(())
+    }
+
+    fn link_entry(&mut self, parent: u32, name: &[u8], ino: u32, now: u32) {
+        let s = self.node_stats(ino);
+        let is_dir = self.node(ino).is_some_and(|n| n.ntype == T::DIRECTORY);
+        if let Some(n) = self.node_mut(ino) {
+            n.parents.push(parent);
+        }
+        if let Ok(d) = self.dir_mut(parent) {
+            d.entries.insert(name.into(), ino);
+            if is_dir {
+                d.nsubdirs += 1;
+            }
+        }
+        if let Some(p) = self.node_mut(parent) {
+            p.mtime = now;
+            p.ctime = now;
+        }
+        self.stats_apply(parent, &s, &Stats::default());
+    }
+
+    fn unlink_entry(&mut self, parent: u32, name: &[u8], ino: u32, now: u32) {
+        let s = self.node_stats(ino);
+        let is_dir = self.node(ino).is_some_and(|n| n.ntype == T::DIRECTORY);
+        if let Ok(d) = self.dir_mut(parent) {
+            d.entries.remove(name);
+            if is_dir {
+                d.nsubdirs -= 1;
+            }
+        }
+        if let Some(n) = self.node_mut(ino) {
+            if let Some(i) = n.parents.iter().position(|&p| p == parent) {
+                n.parents.swap_remove(i);
+            }
+        }
+        if let Some(p) = self.node_mut(parent) {
+            p.mtime = now;
+            p.ctime = now;
+        }
+        self.stats_apply(parent, &Stats::default(), &s);
+    }
+
+    /// Creates a node of type `ntype` (mknod, mkdir, create, symlink).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &mut self,
+        ctx: &Ctx,
+        parent: u32,
+        name: &[u8],
+        ntype: u8,
+        mode: u16,
+        umask: u16,
+        rdev: u32,
+        copysgid: bool,
+        target: Option<&[u8]>,
+        now: u32,
+    ) -> FsResult<u32> {
+        self.check_new_entry(ctx, parent, name)?;
+        let p = self.get(parent)?;
+        let umask = umask | ctx.umask;
+        let (pgid, psgid, pgoal, ptrash, peattr) =
+            (p.gid, p.mode & 0o2000 != 0, p.goal, p.trash_hours, p.eattr);
+        let gid = if psgid { pgid } else { ctx.gid0() };
+        let mut mode = if ntype == T::SYMLINK {
+            0o777
+        } else {
+            mode & 0o7777 & !umask
+        };
+        if ntype == T::DIRECTORY && psgid && copysgid {
+            mode |= 0o2000;
+        }
+        let inherit = matches!(ntype, T::FILE | T::DIRECTORY);
+        let kind = match ntype {
+            T::DIRECTORY => Kind::Dir(Box::default()),
+            T::FILE => Kind::File {
+                length: 0,
+                chunks: Vec::new(),
+            },
+            T::SYMLINK => Kind::Symlink(target.unwrap_or_default().into()),
+            T::BLOCKDEV | T::CHARDEV => Kind::Dev(rdev),
+            T::FIFO | T::SOCKET => Kind::Other,
+            _ => return Err(st::EINVAL),
+        };
+        let mut ea =
+            peattr & !(eattr::SNAPSHOT | eattr::UNDELETABLE | eattr::APPENDONLY | eattr::IMMUTABLE);
+        if ntype != T::DIRECTORY {
+            ea &= !eattr::NOECACHE;
+        }
+        let ino = self.alloc_inode(now)?;
+        self.nodes[ino as usize] = Some(Node {
+            ntype,
+            mode,
+            uid: ctx.uid,
+            gid,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            goal: if inherit { pgoal } else { DEFAULT_GOAL },
+            trash_hours: if inherit {
+                ptrash
+            } else {
+                (DEFAULT_TRASHTIME / 3600) as u16
+            },
+            eattr: if ntype == T::SYMLINK { 0 } else { ea },
+            winattr: 0,
+            parents: Vec::new(),
+            xattrs: None,
+            kind,
+        });
+        self.node_count += 1;
+        self.link_entry(parent, name, ino, now);
+        Ok(ino)
+    }
+
+    fn free_node(&mut self, ino: u32, now: u32) {
+        if let Some(n) = self.nodes.get_mut(ino as usize).and_then(Option::take) {
+            if let Kind::File { chunks, .. } = n.kind {
+                self.released.extend(chunks.into_iter().filter(|&c| c != 0));
+            }
+            self.node_count -= 1;
+            self.free.push_back((ino, now));
+        }
+    }
+
+    /// Marks an inode open by one more session.
+    pub fn acquire(&mut self, ino: u32) {
+        if self.node(ino).is_some() {
+            *self.open.entry(ino).or_default() += 1;
+        }
+    }
+
+    /// Drops one open reference; frees a detached (unlinked while open) file.
+    pub fn release(&mut self, ino: u32, now: u32) {
+        if let Some(c) = self.open.get_mut(&ino) {
+            *c -= 1;
+            if *c == 0 {
+                self.open.remove(&ino);
+                if self.detached.remove(&ino) {
+                    self.free_node(ino, now);
+                }
+            }
+        }
+    }
+
+    fn sticky_ok(&self, ctx: &Ctx, parent: &Node, n: &Node) -> bool {
+        parent.mode & 0o1000 == 0
+            || ctx.uid == 0
+            || ctx.uid == parent.uid
+            || ctx.uid == n.uid
+            || n.eattr & eattr::NOOWNER != 0
+    }
+
+    fn check_remove(&self, ctx: &Ctx, parent: u32, name: &[u8]) -> FsResult<u32> {
+        ctx.readonly()?;
+        let p = self.get(parent)?;
+        let Kind::Dir(d) = &p.kind else {
+            return Err(st::ENOTDIR);
+        };
+        if p.eattr & (eattr::IMMUTABLE | eattr::APPENDONLY) != 0 {
+            return Err(st::EPERM);
+        }
+        self.need(p, ctx, MODE_W)?;
+        self.need(p, ctx, MODE_X)?;
+        if !name_ok(name) {
+            return Err(st::EINVAL);
+        }
+        let ino = *d.entries.get(name).ok_or(st::ENOENT)?;
+        let n = self.get(ino)?;
+        if !self.sticky_ok(ctx, p, n) {
+            return Err(st::EPERM);
+        }
+        if n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) != 0 {
+            return Err(st::EPERM);
+        }
+        Ok(ino)
+    }
+
+    /// Removes one link of `ino` from `parent`; frees it when no link and no opener is left.
+    fn drop_link(&mut self, parent: u32, name: &[u8], ino: u32, now: u32) {
+        self.unlink_entry(parent, name, ino, now);
+        let remaining = self.node(ino).map_or(0, |n| n.parents.len());
+        if remaining == 0 {
+            if self.open.contains_key(&ino) {
+                self.detached.insert(ino);
+            } else {
+                self.free_node(ino, now);
+            }
+        } else if let Some(n) = self.node_mut(ino) {
+            n.ctime = now;
+        }
+    }
+
+    /// unlink: returns the removed inode.
+    pub fn unlink(&mut self, ctx: &Ctx, parent: u32, name: &[u8], now: u32) -> FsResult<u32> {
+        let ino = self.check_remove(ctx, parent, name)?;
+        if self.get(ino)?.ntype == T::DIRECTORY {
+            return Err(st::EPERM);
+        }
+        self.drop_link(parent, name, ino, now);
+        Ok(ino)
+    }
+
+    /// rmdir: returns the removed inode.
+    pub fn rmdir(&mut self, ctx: &Ctx, parent: u32, name: &[u8], now: u32) -> FsResult<u32> {
+        let ino = self.check_remove(ctx, parent, name)?;
+        match &self.get(ino)?.kind {
+            Kind::Dir(d) if !d.entries.is_empty() => return Err(st::ENOTEMPTY),
+            Kind::Dir(_) => {}
+            _ => return Err(st::ENOTDIR),
+        }
+        self.drop_link(parent, name, ino, now);
+        Ok(ino)
+    }
+
+    fn is_ancestor(&self, anc: u32, mut ino: u32) -> bool {
+        loop {
+            if ino == anc {
+                return true;
+            }
+            match self.node(ino).and_then(|n| n.parents.first().copied()) {
+                Some(p) => ino = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// rename: returns the moved inode.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rename(
+        &mut self,
+        ctx: &Ctx,
+        sp: u32,
+        sname: &[u8],
+        dp: u32,
+        dname: &[u8],
+        now: u32,
+    ) -> FsResult<u32> {
+        ctx.readonly()?;
+        let ino = self.check_remove(ctx, sp, sname)?;
+        let d = self.get(dp)?;
+        let Kind::Dir(dd) = &d.kind else {
+            return Err(st::ENOTDIR);
+        };
+        if d.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        self.need(d, ctx, MODE_W)?;
+        self.need(d, ctx, MODE_X)?;
+        if !name_ok(dname) {
+            return Err(st::EINVAL);
+        }
+        let is_dir = self.get(ino)?.ntype == T::DIRECTORY;
+        if is_dir && self.is_ancestor(ino, dp) {
+            return Err(st::EINVAL);
+        }
+        if is_dir && sp != dp {
+            self.need(self.get(ino)?, ctx, MODE_W)?;
+        }
+        if let Some(&existing) = dd.entries.get(dname) {
+            if existing == ino {
+                return Ok(ino);
+            }
+            let e = self.get(existing)?;
+            if let Kind::Dir(ed) = &e.kind {
+                if !ed.entries.is_empty() {
+                    return Err(st::ENOTEMPTY);
+                }
+            }
+            if !self.sticky_ok(ctx, d, e) {
+                return Err(st::EPERM);
+            }
+            if e.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) != 0 {
+                return Err(st::EPERM);
+            }
+            self.drop_link(dp, dname, existing, now);
+        }
+        self.unlink_entry(sp, sname, ino, now);
+        self.link_entry(dp, dname, ino, now);
+        if let Some(n) = self.node_mut(ino) {
+            n.ctime = now;
+        }
+        Ok(ino)
+    }
+
+    /// link: a new name for a non-directory.
+    pub fn link(&mut self, ctx: &Ctx, ino: u32, dp: u32, name: &[u8], now: u32) -> FsResult<()> {
+        ctx.readonly()?;
+        let n = self.get(ino)?;
+        if n.ntype == T::DIRECTORY || n.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        if self.detached.contains(&ino) {
+            return Err(st::ENOENT);
+        }
+        if n.parents.len() >= MAX_LINKS {
+            return Err(st::NOSPACE);
+        }
+        self.check_new_entry(ctx, dp, name)?;
+        self.link_entry(dp, name, ino, now);
+        if let Some(n) = self.node_mut(ino) {
+            n.ctime = now;
+        }
+        Ok(())
+    }
+
+    /// readlink.
+    pub fn readlink(&mut self, ino: u32, now: u32) -> FsResult<Vec<u8>> {
+        let n = self.get_mut(ino)?;
+        match &n.kind {
+            Kind::Symlink(t) => {
+                let t = t.to_vec();
+                if n.atime < n.mtime || n.atime < n.ctime || n.atime + 86_400 < now {
+                    n.atime = now;
+                }
+                Ok(t)
+            }
+            _ => Err(st::EINVAL),
+        }
+    }
+
+    /// readdir: ".", ".." and the children (R, plus X when attributes are wanted).
+    pub fn readdir(
+        &mut self,
+        ctx: &Ctx,
+        ino: u32,
+        with_attr: bool,
+        now: u32,
+    ) -> FsResult<Vec<DirEntry>> {
+        let n = self.get(ino)?;
+        let Kind::Dir(d) = &n.kind else {
+            return Err(st::ENOTDIR);
+        };
+        self.need(n, ctx, MODE_R)?;
+        if with_attr {
+            self.need(n, ctx, MODE_X)?;
+        }
+        let mut v = Vec::with_capacity(d.entries.len() + 2);
+        v.push(DirEntry {
+            name: b".".to_vec(),
+            inode: ino,
+        });
+        v.push(DirEntry {
+            name: b"..".to_vec(),
+            inode: n.parents.first().copied().unwrap_or(ino),
+        });
+        for (name, &i) in &d.entries {
+            v.push(DirEntry {
+                name: name.to_vec(),
+                inode: i,
+            });
+        }
+        let n = self.get_mut(ino)?;
+        if n.atime < n.mtime || n.atime < n.ctime || n.atime + 86_400 < now {
+            n.atime = now;
+        }
+        Ok(v)
+    }
+
+    /// open: permission checks, then `acquire` (done by the caller per session).
+    pub fn open_check(&mut self, ctx: &Ctx, ino: u32, flags: u8, now: u32) -> FsResult<()> {
+        let n = self.get(ino)?;
+        let write = flags & 0x02 != 0;
+        let trunc = flags & 0x08 != 0;
+        if write || trunc {
+            ctx.readonly()?;
+        }
+        if n.ntype != T::FILE {
+            return Err(st::EPERM);
+        }
+        if (write || trunc) && n.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        if trunc && n.eattr & eattr::APPENDONLY != 0 {
+            return Err(st::EPERM);
+        }
+        if flags & 0x04 == 0 {
+            if flags & 0x01 != 0 {
+                self.need(n, ctx, MODE_R)?;
+            }
+            if write || trunc {
+                self.need(n, ctx, MODE_W)?;
+            }
+        }
+        if trunc {
+            self.set_length(ino, 0, now, true)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a file's length; chunks wholly beyond the end are released. The chunk that
+    /// the new end cuts must already have been truncated on the chunkservers.
+    pub fn set_length(&mut self, ino: u32, length: u64, now: u32, touch: bool) -> FsResult<()> {
+        let mut released = Vec::new();
+        self.with_stats(ino, |n| {
+            if let Kind::File { length: l, chunks } = &mut n.kind {
+                *l = length;
+                let keep = length.div_ceil(CHUNK_SIZE) as usize;
+                if chunks.len() > keep {
+                    released.extend(chunks.drain(keep..).filter(|&c| c != 0));
+                }
+                if touch {
+                    n.mtime = now;
+                    n.ctime = now;
+                }
+            }
+        })?;
+        self.released.extend(released);
+        Ok(())
+    }
+
+    /// Length and chunk id at `index` of a file.
+    pub fn file_chunk(&self, ino: u32, index: u32) -> FsResult<(u64, u64)> {
+        match &self.get(ino)?.kind {
+            Kind::File { length, chunks } => {
+                Ok((*length, chunks.get(index as usize).copied().unwrap_or(0)))
+            }
+            _ => Err(st::EPERM),
+        }
+    }
+
+    /// Points chunk slot `index` at `chunkid` (0 = hole) and makes the length at least
+    /// `min_length`; returns the previous id.
+    pub fn set_chunk(
+        &mut self,
+        ino: u32,
+        index: u32,
+        chunkid: u64,
+        min_length: u64,
+    ) -> FsResult<u64> {
+        self.with_stats(ino, |n| {
+            let Kind::File { length, chunks } = &mut n.kind else {
+                return 0;
+            };
+            let i = index as usize;
+            if chunks.len() <= i {
+                chunks.resize(i + 1, 0);
+            }
+            let old = std::mem::replace(&mut chunks[i], chunkid);
+            if *length < min_length {
+                *length = min_length;
+            }
+            old
+        })
+    }
+
+    /// Raises a file's length (write end); never shrinks.
+    pub fn extend_length(&mut self, ino: u32, length: u64) -> FsResult<()> {
+        self.with_stats(ino, |n| {
+            if let Kind::File { length: l, .. } = &mut n.kind {
+                if *l < length {
+                    *l = length;
+                }
+            }
+        })
+    }
+
+    /// setattr (everything but size).
+    pub fn setattr(&mut self, ctx: &Ctx, ino: u32, a: &SetAttr, now: u32) -> FsResult<()> {
+        ctx.readonly()?;
+        let n = self.get(ino)?;
+        if n.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        let owner = ctx.uid == 0 || ctx.uid == n.uid || n.eattr & eattr::NOOWNER != 0;
+        let sugid_clear_by_kernel = ctx.uid != 0
+            && a.setmask == SET_MODE
+            && a.mode == n.mode & 0o1777
+            && n.mode & 0o6000 != 0;
+        if !sugid_clear_by_kernel {
+            if ctx.sesflags & sesflag::MAPALL != 0
+                && ctx.uid != 0
+                && a.setmask & (SET_UID | SET_GID) != 0
+            {
+                return Err(st::EPERM);
+            }
+            if !owner {
+                if a.setmask & (SET_MODE | SET_UID | SET_GID | SET_ATIME | SET_MTIME) != 0 {
+                    return Err(st::EPERM);
+                }
+                if a.setmask & (SET_ATIME_NOW | SET_MTIME_NOW) != 0 {
+                    self.need(n, ctx, MODE_W)?;
+                }
+            }
+            if ctx.uid != 0 && a.setmask & SET_UID != 0 && a.uid != ctx.uid {
+                return Err(st::EPERM);
+            }
+            if ctx.uid != 0
+                && ctx.sesflags & sesflag::IGNOREGID == 0
+                && a.setmask & SET_GID != 0
+                && !ctx.gids.contains(&a.gid)
+            {
+                return Err(st::EPERM);
+            }
+        }
+        let is_dir = n.ntype == T::DIRECTORY;
+        let uid_changes = a.setmask & SET_UID != 0;
+        let gid_really_changes = a.setmask & SET_GID != 0 && a.gid != n.gid;
+        let n = self.get_mut(ino)?;
+        let mut newmode = a.mode & 0o7777;
+        if a.setmask & (SET_UID | SET_GID) != 0 && a.setmask & SET_MODE != 0 {
+            newmode = (newmode & 0o1777) | (n.mode & 0o6000);
+        }
+        if n.mode & 0o6000 != 0 && a.setmask & (SET_UID | SET_GID) != 0 {
+            let clear = |m: u16| -> u16 {
+                match a.sugidclearmode {
+                    1 => m & !0o6000,
+                    2 if ctx.uid != 0 => m & !0o6000,
+                    3 if ctx.uid != 0 && (uid_changes || gid_really_changes) => m & !0o6000,
+                    4 | 5 if !is_dir => {
+                        if m & 0o010 != 0 {
+                            m & !0o6000
+                        } else {
+                            m & !0o4000
+                        }
+                    }
+                    5 if is_dir && ctx.uid != 0 => m & !0o6000,
+                    _ => m,
+                }
+            };
+            n.mode = clear(n.mode);
+            newmode = clear(newmode);
+        }
+        if a.setmask & SET_MODE != 0 {
+            if ctx.uid != 0 && newmode & 0o2000 != 0 && !ctx.gids.contains(&n.gid) {
+                newmode &= !0o2000;
+            }
+            n.mode = newmode;
+        }
+        if a.setmask & SET_UID != 0 {
+            n.uid = a.uid;
+        }
+        if a.setmask & SET_GID != 0 {
+            n.gid = a.gid;
+        }
+        if a.setmask & SET_ATIME != 0 {
+            n.atime = a.atime;
+        } else if a.setmask & SET_ATIME_NOW != 0 {
+            n.atime = now;
+        }
+        if a.setmask & SET_MTIME != 0 {
+            n.mtime = a.mtime;
+        } else if a.setmask & SET_MTIME_NOW != 0 {
+            n.mtime = now;
+        }
+        if a.setmask & SET_WINATTR != 0 {
+            n.winattr = a.winattr;
+        }
+        n.ctime = now;
+        Ok(())
+    }
+
+    /// Checks a truncate request (without OPENED: needs W).
+    pub fn truncate_check(&self, ctx: &Ctx, ino: u32, flags: u8, length: u64) -> FsResult<u64> {
+        ctx.readonly()?;
+        let n = self.get(ino)?;
+        if n.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        if n.eattr & eattr::APPENDONLY != 0 && flags & 0x0A == 0 {
+            return Err(st::EPERM);
+        }
+        if flags & 0x01 == 0 {
+            self.need(n, ctx, MODE_W)?;
+        }
+        match &n.kind {
+            Kind::File { length: l, .. } => {
+                if length >> 26 > 0x7FFF_FFFF {
+                    return Err(st::INDEXTOOBIG);
+                }
+                Ok(*l)
+            }
+            _ => Err(st::EPERM),
+        }
+    }
+
+    /// Applies the client's deferred atime/mtime updates.
+    pub fn amtime(&mut self, ino: u32, atime: u32, mtime: u32) {
+        if let Some(n) = self.node_mut(ino) {
+            if atime > n.atime
+                && (n.atime <= n.ctime || n.atime <= n.mtime || n.atime + 86_400 < atime)
+            {
+                n.atime = atime;
+            }
+            if mtime > n.mtime {
+                n.mtime = mtime;
+                n.ctime = mtime;
+            }
+        }
+    }
+
+    /// getxattr (mode 0 = value, 1 = length only); an empty name lists names.
+    pub fn getxattr(&self, ctx: &Ctx, ino: u32, name: &[u8], opened: bool) -> FsResult<Vec<u8>> {
+        let n = self.get(ino)?;
+        if name.contains(&0) {
+            return Err(st::EINVAL);
+        }
+        if !opened {
+            self.need(n, ctx, MODE_R)?;
+        }
+        let x = n.xattrs.as_deref();
+        if name.is_empty() {
+            let mut out = Vec::new();
+            for k in x.into_iter().flat_map(|m| m.keys()) {
+                if ctx.uid != 0 && k.starts_with(b"trusted.") {
+                    continue;
+                }
+                out.extend_from_slice(k);
+                out.push(0);
+            }
+            return Ok(out);
+        }
+        if ctx.uid != 0 && name.starts_with(b"trusted.") {
+            return Err(st::EPERM);
+        }
+        x.and_then(|m| m.get(name)).cloned().ok_or(st::ENOATTR)
+    }
+
+    /// setxattr / removexattr (mode 3).
+    #[allow(clippy::too_many_arguments)]
+    pub fn setxattr(
+        &mut self,
+        ctx: &Ctx,
+        ino: u32,
+        name: &[u8],
+        value: &[u8],
+        mode: u8,
+        opened: bool,
+        now: u32,
+    ) -> FsResult<()> {
+        ctx.readonly()?;
+        let n = self.get(ino)?;
+        if name.is_empty() || name.len() > 255 || name.contains(&0) || mode > 3 {
+            return Err(st::EINVAL);
+        }
+        if ctx.uid != 0 && (name.starts_with(b"trusted.") || name.starts_with(b"security.")) {
+            return Err(st::EPERM);
+        }
+        if ctx.uid != 0
+            && ctx.uid != n.uid
+            && n.eattr & eattr::NOOWNER == 0
+            && name.starts_with(b"system.")
+        {
+            return Err(st::EPERM);
+        }
+        if n.eattr & eattr::IMMUTABLE != 0 {
+            return Err(st::EPERM);
+        }
+        if !opened {
+            self.need(n, ctx, MODE_W)?;
+        }
+        if value.len() > 65536 {
+            return Err(st::ERANGE);
+        }
+        let n = self.get_mut(ino)?;
+        let m = n.xattrs.get_or_insert_with(Default::default);
+        let exists = m.contains_key(name);
+        match mode {
+            1 if exists => return Err(st::EEXIST),
+            2 | 3 if !exists => return Err(st::ENOATTR),
+            3 => {
+                m.remove(name);
+            }
+            _ => {
+                m.insert(name.to_vec(), value.to_vec());
+            }
+        }
+        if m.is_empty() {
+            n.xattrs = None;
+        }
+        n.ctime = now;
+        Ok(())
+    }
+
+    /// All inodes of the subtree at `ino` (itself first), for recursive tool operations.
+    pub fn subtree(&self, ino: u32) -> Vec<u32> {
+        let mut out = vec![ino];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(Node {
+                kind: Kind::Dir(d), ..
+            }) = self.node(out[i])
+            {
+                out.extend(d.entries.values().copied());
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Sets the goal of one node (files and directories); returns whether it changed.
+    pub fn set_goal(&mut self, ino: u32, goal: u8, now: u32) -> bool {
+        let Some(n) = self.node(ino) else {
+            return false;
+        };
+        if n.goal == goal || !matches!(n.ntype, T::FILE | T::DIRECTORY) {
+            return false;
+        }
+        let chunks: Vec<u64> = match &n.kind {
+            Kind::File { chunks, .. } => chunks.iter().copied().filter(|&c| c != 0).collect(),
+            _ => Vec::new(),
+        };
+        let _ = self.with_stats(ino, |n| {
+            n.goal = goal;
+            n.ctime = now;
+        });
+        self.goal_changes
+            .extend(chunks.into_iter().map(|c| (c, goal)));
+        true
+    }
+
+    /// Sets the trash time (seconds, rounded up to hours) of one node.
+    pub fn set_trash(&mut self, ino: u32, seconds: u32, now: u32) -> bool {
+        let h = seconds.div_ceil(3600).min(u16::MAX as u32) as u16;
+        match self.node_mut(ino) {
+            Some(n) if n.trash_hours != h && matches!(n.ntype, T::FILE | T::DIRECTORY) => {
+                n.trash_hours = h;
+                n.ctime = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets (mode 0), adds (1) or removes (2) eattr bits of one node.
+    pub fn set_eattr(&mut self, ino: u32, bits: u8, mode: u8, now: u32) -> bool {
+        let Some(n) = self.node_mut(ino) else {
+            return false;
+        };
+        let new = match mode {
+            1 => n.eattr | bits,
+            2 => n.eattr & !bits,
+            _ => bits,
+        };
+        let new = if n.ntype == T::DIRECTORY {
+            new
+        } else {
+            new & !eattr::NOECACHE
+        };
+        if new == n.eattr {
+            return false;
+        }
+        n.eattr = new;
+        n.ctime = now;
+        true
+    }
+
+    /// Whether the caller may change tool attributes (goal, trash time, eattr) of a node.
+    pub fn may_modify(&self, uid: u32, ino: u32) -> bool {
+        self.node(ino).is_some_and(|n| {
+            (uid == 0 || uid == n.uid || n.eattr & eattr::NOOWNER != 0)
+                && n.eattr & eattr::IMMUTABLE == 0
+        })
+    }
+
+    /// Statistics of the subtree at `ino` (the root's own record for `statfs`).
+    pub fn subtree_stats(&self, ino: u32) -> Stats {
+        self.node_stats(ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(uid: u32) -> Ctx {
+        Ctx {
+            uid,
+            gids: vec![uid],
+            sesflags: 0,
+            umask: 0,
+        }
+    }
+
+    fn mk(fs: &mut Fs, parent: u32, name: &str, t: u8) -> u32 {
+        fs.create(
+            &Ctx::root(),
+            parent,
+            name.as_bytes(),
+            t,
+            0o755,
+            0o022,
+            0,
+            true,
+            None,
+            100,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn create_lookup_unlink() {
+        let mut fs = Fs::new(100);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        let f = mk(&mut fs, d, "f", T::FILE);
+        assert_eq!(fs.lookup(&Ctx::root(), d, b"f"), Ok(f));
+        assert_eq!(fs.lookup(&Ctx::root(), d, b".."), Ok(ROOT));
+        assert_eq!(fs.attr(ROOT, &Ctx::root()).unwrap().nlink, 3);
+        assert_eq!(
+            fs.create(&Ctx::root(), d, b"f", T::FILE, 0o644, 0, 0, true, None, 100),
+            Err(st::EEXIST)
+        );
+        assert_eq!(fs.rmdir(&Ctx::root(), ROOT, b"d", 101), Err(st::ENOTEMPTY));
+        assert_eq!(fs.unlink(&Ctx::root(), ROOT, b"d", 101), Err(st::EPERM));
+        fs.unlink(&Ctx::root(), d, b"f", 101).unwrap();
+        assert!(fs.node(f).is_none());
+        fs.rmdir(&Ctx::root(), ROOT, b"d", 101).unwrap();
+        assert_eq!(fs.attr(ROOT, &Ctx::root()).unwrap().nlink, 2);
+        assert_eq!(fs.node_count, 1);
+    }
+
+    #[test]
+    fn permissions_follow_mode_bits() {
+        let mut fs = Fs::new(100);
+        let d = fs
+            .create(
+                &user(1000),
+                ROOT,
+                b"home",
+                T::DIRECTORY,
+                0o700,
+                0,
+                0,
+                true,
+                None,
+                100,
+            )
+            .unwrap();
+        assert_eq!(fs.lookup(&user(1001), d, b"x"), Err(st::EACCES));
+        assert_eq!(
+            fs.create(&user(1001), d, b"x", T::FILE, 0o644, 0, 0, true, None, 100),
+            Err(st::EACCES)
+        );
+        assert!(fs
+            .create(&user(1000), d, b"x", T::FILE, 0o644, 0, 0, true, None, 100)
+            .is_ok());
+        let ro = Ctx {
+            sesflags: sesflag::READONLY,
+            ..Ctx::root()
+        };
+        assert_eq!(fs.unlink(&ro, d, b"x", 100), Err(st::EROFS));
+    }
+
+    #[test]
+    fn hard_links_count_and_survive() {
+        let mut fs = Fs::new(100);
+        let f = mk(&mut fs, ROOT, "a", T::FILE);
+        fs.link(&Ctx::root(), f, ROOT, b"b", 101).unwrap();
+        assert_eq!(fs.attr(f, &Ctx::root()).unwrap().nlink, 2);
+        fs.unlink(&Ctx::root(), ROOT, b"a", 102).unwrap();
+        assert_eq!(fs.attr(f, &Ctx::root()).unwrap().nlink, 1);
+        assert_eq!(fs.lookup(&Ctx::root(), ROOT, b"b"), Ok(f));
+    }
+
+    #[test]
+    fn rename_over_existing_and_into_own_subtree() {
+        let mut fs = Fs::new(100);
+        let a = mk(&mut fs, ROOT, "a", T::FILE);
+        let b = mk(&mut fs, ROOT, "b", T::FILE);
+        fs.set_chunk(b, 0, 77, 10).unwrap();
+        fs.rename(&Ctx::root(), ROOT, b"a", ROOT, b"b", 101)
+            .unwrap();
+        assert_eq!(fs.lookup(&Ctx::root(), ROOT, b"b"), Ok(a));
+        assert!(fs.node(b).is_none());
+        assert_eq!(fs.take_released(), vec![77]);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        let e = mk(&mut fs, d, "e", T::DIRECTORY);
+        assert_eq!(
+            fs.rename(&Ctx::root(), ROOT, b"d", e, b"x", 101),
+            Err(st::EINVAL)
+        );
+        fs.rename(&Ctx::root(), ROOT, b"b", e, b"moved", 101)
+            .unwrap();
+        assert_eq!(fs.lookup(&Ctx::root(), e, b"moved"), Ok(a));
+    }
+
+    #[test]
+    fn stats_follow_lengths_and_moves() {
+        let mut fs = Fs::new(100);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        let f = mk(&mut fs, d, "f", T::FILE);
+        fs.set_chunk(f, 0, 5, 0).unwrap();
+        fs.extend_length(f, 100_000).unwrap();
+        let s = fs.subtree_stats(ROOT);
+        assert_eq!(
+            (s.inodes, s.dirs, s.files, s.chunks, s.length),
+            (3, 2, 1, 1, 100_000)
+        );
+        assert_eq!(s.size, 0x20000 + 0x1400);
+        assert_eq!(s.realsize, s.size * 2);
+        fs.set_goal(f, 3, 101);
+        assert_eq!(fs.subtree_stats(ROOT).realsize, s.size * 3);
+        assert_eq!(fs.take_goal_changes(), vec![(5, 3)]);
+        fs.set_length(f, 0, 102, true).unwrap();
+        assert_eq!(fs.take_released(), vec![5]);
+        let s = fs.subtree_stats(ROOT);
+        assert_eq!((s.chunks, s.length, s.size), (0, 0, 0));
+        assert_eq!(fs.attr(d, &Ctx::root()).unwrap().length, 1);
+    }
+
+    #[test]
+    fn unlinked_open_file_lives_until_released() {
+        let mut fs = Fs::new(100);
+        let f = mk(&mut fs, ROOT, "f", T::FILE);
+        fs.set_chunk(f, 0, 9, 0).unwrap();
+        fs.acquire(f);
+        fs.unlink(&Ctx::root(), ROOT, b"f", 101).unwrap();
+        assert!(fs.node(f).is_some());
+        assert!(fs.take_released().is_empty());
+        fs.release(f, 102);
+        assert!(fs.node(f).is_none());
+        assert_eq!(fs.take_released(), vec![9]);
+    }
+
+    #[test]
+    fn setattr_chown_clears_suid_ext_mode() {
+        let mut fs = Fs::new(100);
+        let f = mk(&mut fs, ROOT, "f", T::FILE);
+        let a = SetAttr {
+            setmask: SET_MODE,
+            mode: 0o4755,
+            ..SetAttr::default()
+        };
+        fs.setattr(&Ctx::root(), f, &a, 101).unwrap();
+        let a = SetAttr {
+            setmask: SET_UID,
+            uid: 5,
+            sugidclearmode: 4,
+            ..SetAttr::default()
+        };
+        fs.setattr(&Ctx::root(), f, &a, 101).unwrap();
+        let at = fs.attr(f, &Ctx::root()).unwrap();
+        assert_eq!((at.mode, at.uid), (0o755, 5));
+        // A non-owner may not chmod.
+        let a = SetAttr {
+            setmask: SET_MODE,
+            mode: 0o777,
+            ..SetAttr::default()
+        };
+        assert_eq!(fs.setattr(&user(6), f, &a, 101), Err(st::EPERM));
+    }
+
+    #[test]
+    fn xattrs_store_list_remove() {
+        let mut fs = Fs::new(100);
+        let f = mk(&mut fs, ROOT, "f", T::FILE);
+        assert_eq!(
+            fs.getxattr(&Ctx::root(), f, b"user.a", false),
+            Err(st::ENOATTR)
+        );
+        fs.setxattr(&Ctx::root(), f, b"user.a", b"1", 0, false, 101)
+            .unwrap();
+        fs.setxattr(&Ctx::root(), f, b"user.b", b"22", 0, false, 101)
+            .unwrap();
+        assert_eq!(fs.attr(f, &Ctx::root()).unwrap().flags & MATTR_NOXATTR, 0);
+        assert_eq!(
+            fs.getxattr(&Ctx::root(), f, b"", false).unwrap(),
+            b"user.a\0user.b\0"
+        );
+        assert_eq!(
+            fs.setxattr(&Ctx::root(), f, b"user.a", b"x", 1, false, 101),
+            Err(st::EEXIST)
+        );
+        fs.setxattr(&Ctx::root(), f, b"user.a", b"", 3, false, 101)
+            .unwrap();
+        fs.setxattr(&Ctx::root(), f, b"user.b", b"", 3, false, 101)
+            .unwrap();
+        assert_ne!(fs.attr(f, &Ctx::root()).unwrap().flags & MATTR_NOXATTR, 0);
+    }
+
+    #[test]
+    fn goal_and_trashtime_are_inherited() {
+        let mut fs = Fs::new(100);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        fs.set_goal(d, 3, 100);
+        fs.set_trash(d, 3600, 100);
+        let f = mk(&mut fs, d, "f", T::FILE);
+        let s = mk(&mut fs, d, "s", T::FIFO);
+        assert_eq!(
+            (fs.node(f).unwrap().goal, fs.node(f).unwrap().trash_hours),
+            (3, 1)
+        );
+        assert_eq!(fs.node(s).unwrap().goal, DEFAULT_GOAL);
+    }
+}
