@@ -23,6 +23,8 @@ pub const ROOT: u32 = 1;
 pub const MAX_INODE: u32 = 0x7FFF_FFEF;
 /// Chunk size.
 pub const CHUNK_SIZE: u64 = 1 << 26;
+/// Chunk header size MooseFS counts in file sizes (`MFSHDRSIZE`).
+pub const HDR_SIZE: u64 = 0x2000;
 /// Default trash time (seconds).
 pub const DEFAULT_TRASHTIME: u32 = 86_400;
 /// Default goal of a new file system's root.
@@ -256,10 +258,10 @@ fn file_stats(length: u64, chunks: &[u64], goal: u8) -> Stats {
         let l = length - 1;
         (
             l >> 26,
-            (((l & (CHUNK_SIZE - 1)) + 0x10000) & !0xFFFF) + 0x1400,
+            (((l & (CHUNK_SIZE - 1)) + 0x10000) & !0xFFFF) + HDR_SIZE,
         )
     } else {
-        (0, 0x1400)
+        (0, HDR_SIZE)
     };
     let mut s = Stats {
         inodes: 1,
@@ -271,7 +273,7 @@ fn file_stats(length: u64, chunks: &[u64], goal: u8) -> Stats {
         if c != 0 {
             let i = i as u64;
             if i < lastchunk {
-                s.size += CHUNK_SIZE + 0x1400;
+                s.size += CHUNK_SIZE + HDR_SIZE;
             } else if i == lastchunk {
                 s.size += lastsize;
             }
@@ -354,6 +356,11 @@ impl Fs {
                     s
                 }
                 Kind::File { length, chunks } => file_stats(*length, chunks, n.goal),
+                Kind::Symlink(t) => Stats {
+                    inodes: 1,
+                    length: t.len() as u64,
+                    ..Stats::default()
+                },
                 _ => Stats {
                     inodes: 1,
                     ..Stats::default()
@@ -1415,7 +1422,7 @@ mod tests {
             (s.inodes, s.dirs, s.files, s.chunks, s.length),
             (3, 2, 1, 1, 100_000)
         );
-        assert_eq!(s.size, 0x20000 + 0x1400);
+        assert_eq!(s.size, 0x20000 + HDR_SIZE);
         assert_eq!(s.realsize, s.size * 2);
         fs.set_goal(f, 3, 101);
         assert_eq!(fs.subtree_stats(ROOT).realsize, s.size * 3);

@@ -188,6 +188,8 @@ pub struct Core {
     cs_conn: HashMap<CsId, ConnId>,
     csdb: HashMap<(u32, u16), CsId>,
     next_csid: CsId,
+    /// Virtual ends of files being appended to (`TRUNCATE` with RESERVE).
+    append_res: HashMap<u32, u64>,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -214,6 +216,7 @@ impl Core {
             cs_conn: HashMap::new(),
             csdb: HashMap::new(),
             next_csid: 1,
+            append_res: HashMap::new(),
         }
     }
 
@@ -586,6 +589,7 @@ impl Core {
                 return;
             }
         };
+        debug!(conn, "request {req:?}");
         let (session, version) = match self.conns.get(&conn).map(|c| &c.state) {
             Some(ConnState::Client {
                 session, version, ..
@@ -1841,6 +1845,20 @@ impl Core {
                 Err(e) => Reply::status(t, msgid, e),
             }
         };
+        if flags & 0x08 != 0 {
+            // RESERVE (O_APPEND writes): `length` is a delta; hand out the range at the
+            // current virtual end, which the client then writes. The file length follows
+            // with the write's end.
+            let start = self.append_res.get(&ino).copied().unwrap_or(0).max(prev);
+            let Some(end) = start.checked_add(length) else {
+                return Some(Reply::status(t, msgid, st::INDEXTOOBIG));
+            };
+            self.append_res.insert(ino, end);
+            return Some(match self.fs.attr(ino, &ctx) {
+                Ok(a) => Reply::with_msgid(t, msgid).u64(start).attr(&a).finish(),
+                Err(e) => Reply::status(t, msgid, e),
+            });
+        }
         if flags & 0x02 != 0 {
             // UPDATE: only ever grows (sent after buffered writes).
             if length > prev {
@@ -1848,6 +1866,7 @@ impl Core {
             }
             return Some(reply(self));
         }
+        self.append_res.remove(&ino);
         if length < prev && !length.is_multiple_of(CHUNK_SIZE) {
             let idx = (length / CHUNK_SIZE) as u32;
             if let Ok((_, cid)) = self.fs.file_chunk(ino, idx) {
