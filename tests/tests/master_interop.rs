@@ -249,3 +249,223 @@ fn shell_workload_matches_real_master() {
         );
     }
 }
+
+/// Goals 1, 2 and 3 end with that many copies; a chunkserver that leaves is replaced
+/// by copies on one that joins; `mfssetgoal -r` changes existing files.
+#[test]
+fn goals_and_replication_with_servers_leaving_and_joining() {
+    let _lock = cluster_lock();
+    let mut c = antler_master();
+    c.add_chunkserver(CsKind::Real);
+    c.add_chunkserver(CsKind::Antler);
+    let leaving = c.add_chunkserver(CsKind::Real);
+    c.wait_chunkservers(3, Duration::from_secs(90));
+    let mnt = c.mount();
+    let mut files = Vec::new();
+    for g in 1..=3u32 {
+        let d = mnt.join(format!("g{g}"));
+        fs::create_dir(&d).unwrap();
+        c.mfssetgoal(g, &d, false);
+        let f = d.join("f");
+        let data = pattern_bytes(g as u64, 5 << 20);
+        write_file_synced(&f, &data);
+        files.push((g as usize, f, data));
+    }
+    for (g, f, _) in &files {
+        c.wait_copies(f, *g, Duration::from_secs(120));
+    }
+    // A server leaves: the goal-3 file is down to two copies, and comes back to three
+    // once another server joins.
+    c.stop_chunkserver(leaving);
+    c.wait_chunkserver_gone(leaving, Duration::from_secs(60));
+    let g3 = &files[2].1;
+    c.wait_copies(g3, 2, Duration::from_secs(120));
+    let joined = c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkserver(joined, Duration::from_secs(90));
+    let chunks = c.wait_copies(g3, 3, Duration::from_secs(180));
+    assert!(
+        chunks
+            .iter()
+            .all(|ch| ch.valid_ports().contains(&c.chunkserver_port(joined))),
+        "{chunks:?}"
+    );
+    // Recursive goal change on existing files: everything down to one copy.
+    c.mfssetgoal(1, &mnt, true);
+    for (_, f, _) in &files {
+        c.wait_copies(f, 1, Duration::from_secs(180));
+    }
+    c.drop_caches();
+    for (_, f, data) in &files {
+        assert_file_eq(f, data);
+    }
+    c.assert_alive();
+}
+
+fn try_mount(c: &Cluster, opts: &str) -> (bool, String) {
+    let mnt = c.base_dir().join("mnt-try");
+    fs::create_dir_all(&mnt).unwrap();
+    let out = run_with_timeout(
+        std::process::Command::new(REAL_MFSMOUNT).arg(&mnt).args([
+            "-H",
+            "127.0.0.1",
+            "-P",
+            &c.master_client_port().to_string(),
+            "-o",
+            opts,
+        ]),
+        Duration::from_secs(60),
+    )
+    .expect("mfsmount");
+    let mounted = is_mountpoint(&mnt);
+    if mounted {
+        let _ = run_with_timeout(
+            std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&mnt),
+            Duration::from_secs(60),
+        );
+    }
+    (
+        out.status.success() && mounted,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Exports: passwords, addresses, `ro` and subdirectory exports behave as with MooseFS.
+#[test]
+fn exports_refuse_and_confine() {
+    let _lock = cluster_lock();
+    let mut c = antler_master();
+    fs::write(
+        c.base_dir().join("etc/mfsexports.cfg"),
+        "127.0.0.1 / rw,alldirs,maproot=0:0,password=sekret\n\
+         127.0.0.1 /ro ro,maproot=0:0\n\
+         127.0.0.1 /sub rw,maproot=0:0\n\
+         192.0.2.0/24 /other rw\n",
+    )
+    .unwrap();
+    c.stop_master();
+    c.start_master();
+    c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkservers(1, Duration::from_secs(90));
+
+    let (ok, out) = try_mount(&c, "mfssubfolder=/");
+    assert!(!ok, "mount without password succeeded: {out}");
+    assert!(out.to_lowercase().contains("password"), "{out}");
+    let (ok, out) = try_mount(&c, "mfspassword=wrong");
+    assert!(!ok, "mount with a wrong password succeeded: {out}");
+    assert!(out.to_lowercase().contains("password"), "{out}");
+    // Only 192.0.2.0/24 may mount /other.
+    let (ok, out) = try_mount(&c, "mfssubfolder=/other,mfspassword=sekret");
+    assert!(!ok, "mount from a non-matching address succeeded: {out}");
+
+    let mnt = c.mount_with_options(&["mfspassword=sekret"]);
+    for d in ["ro", "sub", "other"] {
+        fs::create_dir(mnt.join(d)).unwrap();
+    }
+    fs::write(mnt.join("ro/r"), b"read me").unwrap();
+    fs::write(mnt.join("sub/inside"), b"in").unwrap();
+    fs::write(mnt.join("outside"), b"out").unwrap();
+    c.umount();
+
+    let mnt = c.mount_with_options(&["mfssubfolder=/ro"]);
+    assert_eq!(fs::read(mnt.join("r")).unwrap(), b"read me");
+    let e = fs::write(mnt.join("new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc_erofs()), "{e}");
+    c.umount();
+
+    let mnt = c.mount_with_options(&["mfssubfolder=/sub"]);
+    let names: BTreeSet<String> = fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["inside".to_string()]));
+    assert!(fs::metadata(mnt.join("outside")).is_err());
+    fs::write(mnt.join("inside2"), b"ok").unwrap();
+    c.umount();
+    // What the confined client created landed inside /sub.
+    let mnt = c.mount_with_options(&["mfspassword=sekret"]);
+    assert_eq!(fs::read(mnt.join("sub/inside2")).unwrap(), b"ok");
+    assert!(fs::metadata(mnt.join("inside2")).is_err());
+    c.umount();
+    c.assert_alive();
+}
+
+fn libc_erofs() -> i32 {
+    30
+}
+
+/// Malformed packets close only the connection that sent them, with a logged reason;
+/// the master keeps serving the mount.
+#[test]
+fn bad_packets_close_one_connection() {
+    use std::io::{Read, Write};
+    let _lock = cluster_lock();
+    let mut c = antler_master();
+    c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkservers(1, Duration::from_secs(90));
+    let mnt = c.mount();
+    fs::write(mnt.join("before"), b"1").unwrap();
+    let port = c.master_client_port();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("wrong register blob", {
+            let mut p = vec![0u8; 65];
+            p[64] = 2;
+            frame(400, &p)
+        }),
+        (
+            "request before registration",
+            frame(
+                406,
+                &[0, 0, 0, 1, 0, 0, 0, 1, 1, b'a', 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ),
+        ("packet too large", {
+            let mut h = 400u32.to_be_bytes().to_vec();
+            h.extend_from_slice(&60_000_000u32.to_be_bytes());
+            h
+        }),
+        ("truncated register", frame(400, b"DjI1GAQD")),
+    ];
+    for (what, bytes) in cases {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{what}: the master answered instead of closing");
+    }
+    // Chunkserver port: garbage before registration.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.master_cs_port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&frame(101, &[0; 40])).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+
+    let log = c.master_log();
+    for reason in [
+        "bad packet",
+        "before registration",
+        "announces 60000000 bytes",
+        "unregistered chunk server",
+    ] {
+        assert!(
+            log.contains(reason),
+            "no '{reason}' in the master log:\n{log}"
+        );
+    }
+    fs::write(mnt.join("after"), b"2").unwrap();
+    assert_eq!(fs::read(mnt.join("before")).unwrap(), b"1");
+    c.assert_alive();
+}
+
+fn frame(t: u32, p: &[u8]) -> Vec<u8> {
+    let mut v = t.to_be_bytes().to_vec();
+    v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+    v.extend_from_slice(p);
+    v
+}
