@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 # shellcheck source=../deploy/lab/mfs-cluster.sh
 . "$REPO/deploy/lab/mfs-cluster.sh"
+# shellcheck source=bench-lib.sh
+. "$REPO/bench/bench-lib.sh"
 B=${BENCH_BASE:-/tmp/antler-bench}
 REPS=${REPS:-1}
 SEQ_SIZE=${SEQ_SIZE:-1G}
@@ -35,20 +37,6 @@ rm -rf "$B"; mkdir -p "$RES"
 : > "$RES/raw.tsv"
 PIDS=()
 
-say() { echo "[$(date +%T)] $*" >&2; }
-
-stop_all() {
-  local m=$B/run/mnt
-  if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m" || true; fi
-  local p
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] || continue
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  PIDS=()
-}
 trap 'stop_all' EXIT
 
 drop_caches() {
@@ -58,7 +46,6 @@ drop_caches() {
   for _ in $(seq 1 300); do kill -0 $p 2>/dev/null || { wait $p; return 0; }; sleep 0.1; done
 }
 
-bg() { local log=$1; shift; ( cd / && exec "$@" ) >>"$log" 2>&1 & PIDS+=($!); }
 
 
 up() {  # kind
