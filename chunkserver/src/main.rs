@@ -4,7 +4,7 @@ use antler_chunkserver::config::{resolve, CsConfig, KNOWN_KEYS};
 use antler_chunkserver::store::{Store, StoreOptions};
 use antler_chunkserver::{csserv, hddcfg, ids, masterconn};
 use antler_common::cfg::CfgFile;
-use antler_common::daemon::{self, Action, LockFile, Signals, UsageError};
+use antler_common::daemon::{self, ControlStep, LockFile, Signals, UsageError};
 use antler_common::logging;
 use anyhow::{bail, Context};
 use std::net::TcpListener;
@@ -61,34 +61,12 @@ fn run(
     args: daemon::DaemonArgs,
     notifier: &mut Option<daemon::StartupNotifier>,
 ) -> anyhow::Result<()> {
-    let file = match CfgFile::load(&args.cfg_path) {
-        Ok(f) => f,
-        Err(e) if e.is_not_found() => {
-            eprintln!(
-                "{NAME}: can't load config file {} - using defaults",
-                args.cfg_path.display()
-            );
-            CfgFile::empty(&args.cfg_path)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let file = CfgFile::load_or_defaults(&args.cfg_path, NAME)?;
     let cfg = CsConfig::from_cfg(&file)?;
-    match args.action {
-        Action::Stop | Action::Kill | Action::Reload | Action::Test => {
-            let out =
-                daemon::control_running(&cfg.data_path, NAME, args.action, args.lock_timeout)?;
-            println!("{}", out.message(NAME));
-            if args.action == Action::Test && out.pid().is_none() {
-                bail!("not running");
-            }
-            return Ok(());
-        }
-        Action::Restart => {
-            let out =
-                daemon::control_running(&cfg.data_path, NAME, Action::Stop, args.lock_timeout)?;
-            println!("{}", out.message(NAME));
-        }
-        Action::Start => {}
+    match daemon::act_on_running(&cfg.data_path, NAME, args.action, args.lock_timeout)? {
+        ControlStep::Start => {}
+        ControlStep::Done => return Ok(()),
+        ControlStep::NotRunning => bail!("not running"),
     }
     logging::init(&cfg.syslog_ident, args.foreground, false);
     file.warn_unknown(KNOWN_KEYS);

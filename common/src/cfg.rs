@@ -151,6 +151,21 @@ impl CfgFile {
         }
     }
 
+    /// Loads `path`; a missing file gives an empty one (MooseFS daemons then run with
+    /// their defaults) after printing MooseFS's notice for `daemon` on stderr.
+    pub fn load_or_defaults(path: &Path, daemon: &str) -> Result<CfgFile, CfgError> {
+        match CfgFile::load(path) {
+            Err(e) if e.is_not_found() => {
+                eprintln!(
+                    "{daemon}: can't load config file: {} - using defaults",
+                    path.display()
+                );
+                Ok(CfgFile::empty(path))
+            }
+            r => r,
+        }
+    }
+
     /// The path this config was loaded from (or named after).
     pub fn path(&self) -> &Path {
         &self.path

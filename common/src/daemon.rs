@@ -577,6 +577,44 @@ fn send_signal(name: &str, pid: u32, sig: libc::c_int) -> Result<bool, LockError
     })
 }
 
+/// What a daemon's `main` does after [`act_on_running`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlStep {
+    /// Go on and start (the action was `start`, or `restart` stopped the old instance).
+    Start,
+    /// The action is complete; exit successfully.
+    Done,
+    /// `test` found no running instance; exit with an error.
+    NotRunning,
+}
+
+/// Carries out the command-line action on a running instance (stop, kill, reload,
+/// test, the stop half of restart), printing MooseFS's messages.
+pub fn act_on_running(
+    data_path: &Path,
+    name: &str,
+    action: Action,
+    timeout: Duration,
+) -> Result<ControlStep, LockError> {
+    match action {
+        Action::Start => Ok(ControlStep::Start),
+        Action::Restart => {
+            let out = control_running(data_path, name, Action::Stop, timeout)?;
+            println!("{}", out.message(name));
+            Ok(ControlStep::Start)
+        }
+        Action::Stop | Action::Kill | Action::Reload | Action::Test => {
+            let out = control_running(data_path, name, action, timeout)?;
+            println!("{}", out.message(name));
+            if action == Action::Test && out.pid().is_none() {
+                Ok(ControlStep::NotRunning)
+            } else {
+                Ok(ControlStep::Done)
+            }
+        }
+    }
+}
+
 /// Acts on the running instance of `name` (found through its lock file):
 ///
 /// * `Test` (and `Start`): reports [`ControlOutcome::Running`] or

@@ -123,6 +123,15 @@ impl Chunk {
             .filter(|c| c.state == CopyState::Busy)
             .count()
     }
+    /// The status for "no usable copy": lost when no copy is known at all, else the
+    /// copies sit on servers that are not there.
+    fn no_copy_status(&self) -> u8 {
+        if self.copies.is_empty() {
+            st::CHUNKLOST
+        } else {
+            st::CSNOTPRESENT
+        }
+    }
     /// Number of valid copies.
     pub fn valid(&self) -> usize {
         self.copies
@@ -336,41 +345,21 @@ impl Chunks {
         if !c.needverincrease {
             if c.valid() == 0 {
                 c.lockedto = 0;
-                return Err(if c.copies.is_empty() {
-                    st::CHUNKLOST
-                } else {
-                    st::CSNOTPRESENT
-                });
+                return Err(c.no_copy_status());
             }
             return Ok(false);
         }
-        let old = c.version;
-        let mut n = 0;
-        for k in c.copies.iter_mut().filter(|k| k.state == CopyState::Valid) {
-            k.state = CopyState::Busy;
-            k.version = old + 1;
-            self.orders.push((
-                k.cs,
-                MasterToCs::SetVersion {
-                    chunkid: id,
-                    new_version: old + 1,
-                    old_version: old,
-                },
-            ));
-            n += 1;
-        }
-        if n == 0 {
+        let bumped = Self::bump_version(c, &mut self.orders, OpKind::SetVersion, |old| {
+            MasterToCs::SetVersion {
+                chunkid: id,
+                new_version: old + 1,
+                old_version: old,
+            }
+        });
+        if let Err(e) = bumped {
             c.lockedto = 0;
-            return Err(if c.copies.is_empty() {
-                st::CHUNKLOST
-            } else {
-                st::CSNOTPRESENT
-            });
+            return Err(e);
         }
-        c.version = old + 1;
-        c.op = Some(OpKind::SetVersion);
-        c.interrupted = false;
-        c.fail_status = 0;
         Ok(true)
     }
 
@@ -384,34 +373,41 @@ impl Chunks {
         if c.op.is_some() {
             return Err(st::CHUNKBUSY);
         }
+        Self::bump_version(c, &mut self.orders, OpKind::Truncate, |old| {
+            MasterToCs::Truncate {
+                chunkid: id,
+                length,
+                new_version: old + 1,
+                old_version: old,
+            }
+        })?;
+        c.lockedto = now + LOCK_TIMEOUT;
+        Ok(())
+    }
+
+    /// Starts a version-bumping operation: every valid copy turns busy at `version + 1`
+    /// and gets `order(old_version)`. Fails when no valid copy exists.
+    fn bump_version(
+        c: &mut Chunk,
+        orders: &mut Vec<(CsId, MasterToCs)>,
+        op: OpKind,
+        order: impl Fn(u32) -> MasterToCs,
+    ) -> Result<(), u8> {
         let old = c.version;
         let mut n = 0;
         for k in c.copies.iter_mut().filter(|k| k.state == CopyState::Valid) {
             k.state = CopyState::Busy;
             k.version = old + 1;
-            self.orders.push((
-                k.cs,
-                MasterToCs::Truncate {
-                    chunkid: id,
-                    length,
-                    new_version: old + 1,
-                    old_version: old,
-                },
-            ));
+            orders.push((k.cs, order(old)));
             n += 1;
         }
         if n == 0 {
-            return Err(if c.copies.is_empty() {
-                st::CHUNKLOST
-            } else {
-                st::CSNOTPRESENT
-            });
+            return Err(c.no_copy_status());
         }
         c.version = old + 1;
-        c.op = Some(OpKind::Truncate);
+        c.op = Some(op);
         c.interrupted = false;
         c.fail_status = 0;
-        c.lockedto = now + LOCK_TIMEOUT;
         Ok(())
     }
 

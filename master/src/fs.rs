@@ -1288,11 +1288,6 @@ impl Fs {
                 && n.eattr & eattr::IMMUTABLE == 0
         })
     }
-
-    /// Statistics of the subtree at `ino` (the root's own record for `statfs`).
-    pub fn subtree_stats(&self, ino: u32) -> Stats {
-        self.node_stats(ino)
-    }
 }
 
 #[cfg(test)]
@@ -1417,7 +1412,7 @@ mod tests {
         let f = mk(&mut fs, d, "f", T::FILE);
         fs.set_chunk(f, 0, 5, 0).unwrap();
         fs.extend_length(f, 100_000).unwrap();
-        let s = fs.subtree_stats(ROOT);
+        let s = fs.node_stats(ROOT);
         assert_eq!(
             (s.inodes, s.dirs, s.files, s.chunks, s.length),
             (3, 2, 1, 1, 100_000)
@@ -1425,11 +1420,11 @@ mod tests {
         assert_eq!(s.size, 0x20000 + HDR_SIZE);
         assert_eq!(s.realsize, s.size * 2);
         fs.set_goal(f, 3, 101);
-        assert_eq!(fs.subtree_stats(ROOT).realsize, s.size * 3);
+        assert_eq!(fs.node_stats(ROOT).realsize, s.size * 3);
         assert_eq!(fs.take_goal_changes(), vec![(5, 3)]);
         fs.set_length(f, 0, 102, true).unwrap();
         assert_eq!(fs.take_released(), vec![5]);
-        let s = fs.subtree_stats(ROOT);
+        let s = fs.node_stats(ROOT);
         assert_eq!((s.chunks, s.length, s.size), (0, 0, 0));
         assert_eq!(fs.attr(d, &Ctx::root()).unwrap().length, 1);
     }

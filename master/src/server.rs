@@ -117,9 +117,7 @@ pub struct Session {
     /// Client address.
     pub ip: u32,
     /// Mount point (display).
-    pub info: String,
-    /// Inodes this session holds open.
-    pub open: HashSet<u32>,
+    pub info: Arc<str>,
     /// Current connection.
     pub conn: Option<ConnId>,
     /// When it lost its connection.
@@ -131,7 +129,6 @@ pub struct Session {
 #[derive(Debug)]
 enum ConnState {
     Client {
-        version: u32,
         session: Option<u32>,
         random: Option<[u8; 32]>,
         tools: bool,
@@ -190,6 +187,9 @@ pub struct Core {
     next_csid: CsId,
     /// Virtual ends of files being appended to (`TRUNCATE` with RESERVE).
     append_res: HashMap<u32, u64>,
+    /// Inodes each session holds open (kept apart so request handling can copy a
+    /// session's settings cheaply).
+    open_files: HashMap<u32, HashSet<u32>>,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -217,6 +217,7 @@ impl Core {
             csdb: HashMap::new(),
             next_csid: 1,
             append_res: HashMap::new(),
+            open_files: HashMap::new(),
         }
     }
 
@@ -251,7 +252,6 @@ impl Core {
             } => {
                 let state = match link {
                     Link::Client => ConnState::Client {
-                        version: 0,
                         session: None,
                         random: None,
                         tools: false,
@@ -355,9 +355,9 @@ impl Core {
             .map(|s| s.id)
             .collect();
         for id in expired {
-            if let Some(s) = self.sessions.remove(&id) {
+            if self.sessions.remove(&id).is_some() {
                 info!(session = id, "session removed");
-                for ino in s.open {
+                for ino in self.open_files.remove(&id).unwrap_or_default() {
                     self.fs.release(ino, now);
                 }
             }
@@ -368,13 +368,14 @@ impl Core {
     /// Sends queued chunkserver orders, answers clients whose chunk operation finished
     /// and drops chunk references the namespace released.
     fn after_ops(&mut self, now: u32) {
-        for id in self.fs.take_released() {
-            self.chunks.unref(id);
-        }
         for (id, goal) in self.fs.take_goal_changes() {
             self.chunks.set_goal(id, goal);
         }
         loop {
+            // Finished operations may roll file slots back, releasing chunks again.
+            for id in self.fs.take_released() {
+                self.chunks.unref(id);
+            }
             let orders = self.chunks.take_orders();
             let finished = self.chunks.take_finished();
             if orders.is_empty() && finished.is_empty() {
@@ -389,9 +390,6 @@ impl Core {
                 for w in self.waiting.remove(&id).unwrap_or_default() {
                     self.finish_waiter(w, id, status, now);
                 }
-            }
-            for id in self.fs.take_released() {
-                self.chunks.unref(id);
             }
         }
     }
@@ -497,7 +495,7 @@ impl Core {
             copies += s.space.chunks;
         }
         if t == CLTOMA_INFO {
-            let st = self.fs.subtree_stats(crate::fs::ROOT);
+            let st = self.fs.node_stats(crate::fs::ROOT);
             let pkt = Reply::new(CLTOMA_INFO + 1)
                 .u16(3)
                 .u8(0)
@@ -590,10 +588,8 @@ impl Core {
             }
         };
         debug!(conn, "request {req:?}");
-        let (session, version) = match self.conns.get(&conn).map(|c| &c.state) {
-            Some(ConnState::Client {
-                session, version, ..
-            }) => (*session, *version),
+        let session = match self.conns.get(&conn).map(|c| &c.state) {
+            Some(ConnState::Client { session, .. }) => *session,
             _ => return,
         };
         match req {
@@ -611,7 +607,7 @@ impl Core {
                     .u8(0)
                     .finish(),
             ),
-            ClRequest::Register(r) => self.register(conn, r, now),
+            ClRequest::Register(r) => self.register(conn, r),
             ClRequest::TimeSync { msgid } => {
                 let usec = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -628,7 +624,6 @@ impl Core {
                     self.close(conn, "request before registration");
                     return;
                 };
-                let _ = version;
                 if let Some(pkt) = self.fuse(conn, sid, req, now) {
                     self.send(conn, pkt);
                 }
@@ -636,16 +631,15 @@ impl Core {
         }
     }
 
-    fn register(&mut self, conn: ConnId, r: Register, now: u32) {
+    fn register(&mut self, conn: ConnId, r: Register) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         let peer_ip = u32::from(*c.peer.ip());
         let ConnState::Client {
-            version: cver,
             session: csess,
             random,
-            tools,
+            ..
         } = &mut c.state
         else {
             return;
@@ -670,7 +664,6 @@ impl Core {
                 metaid,
                 passcode,
             } => {
-                *cver = version;
                 let rnd = *random;
                 let Some(want) = normalize_path(&path) else {
                     self.send(conn, Reply::new(reg_t).u8(st::EINVAL).finish());
@@ -720,11 +713,6 @@ impl Core {
                     self.next_session += 1;
                     id
                 });
-                let old_open = self
-                    .sessions
-                    .get(&id)
-                    .map(|s| s.open.clone())
-                    .unwrap_or_default();
                 let s = Session {
                     id,
                     root,
@@ -740,10 +728,7 @@ impl Core {
                     maxtrash: e.maxtrashtime,
                     disables: e.disables,
                     ip: peer_ip,
-                    info: String::from_utf8_lossy(&info)
-                        .trim_end_matches('\0')
-                        .to_string(),
-                    open: old_open,
+                    info: String::from_utf8_lossy(&info).trim_end_matches('\0').into(),
                     conn: Some(conn),
                     disconnected_at: 0,
                     closed: false,
@@ -776,18 +761,11 @@ impl Core {
                 self.send(conn, pkt);
             }
             Register::Reconnect {
-                sessionid,
-                version,
-                metaid,
+                sessionid, metaid, ..
             }
             | Register::Tools {
-                sessionid,
-                version,
-                metaid,
+                sessionid, metaid, ..
             } => {
-                let is_tools = *tools;
-                let _ = is_tools;
-                *cver = version;
                 let status = match self.sessions.get(&sessionid) {
                     _ if metaid.is_some_and(|m| m != self.metaid) => st::BADSESSIONID,
                     None => st::BADSESSIONID,
@@ -833,7 +811,6 @@ impl Core {
                     st::OK
                 };
                 self.send(conn, Reply::new(reg_t).u8(status).finish());
-                let _ = now;
             }
         }
     }
@@ -899,7 +876,7 @@ impl Core {
                         (t + s.space.total, u + s.space.used)
                     });
                 let avail = total.saturating_sub(used);
-                let inodes = self.fs.subtree_stats(root).inodes;
+                let inodes = self.fs.node_stats(root).inodes;
                 Reply::with_msgid(cl::CLTOMA_FUSE_STATFS + 1, msgid)
                     .u64(total)
                     .u64(avail)
@@ -1392,11 +1369,7 @@ impl Core {
             }
             Q::SustainedInodes(list) => {
                 let want: HashSet<u32> = list.into_iter().filter(|&i| i != 0).collect();
-                let have = self
-                    .sessions
-                    .get(&sid)
-                    .map(|s| s.open.clone())
-                    .unwrap_or_default();
+                let have = self.open_files.remove(&sid).unwrap_or_default();
                 for &i in have.difference(&want) {
                     self.fs.release(i, now);
                 }
@@ -1409,9 +1382,7 @@ impl Core {
                         kept.insert(i);
                     }
                 }
-                if let Some(s) = self.sessions.get_mut(&sid) {
-                    s.open = kept;
-                }
+                self.open_files.insert(sid, kept);
                 return None;
             }
             Q::AmtimeInodes(list) => {
@@ -1476,13 +1447,7 @@ impl Core {
                     msgid,
                     self.census(map_in(inode), gmode, |n| n.trash_hours as u32 * 3600)
                 );
-                let mut r = Reply::with_msgid(t, msgid)
-                    .u32(f.len() as u32)
-                    .u32(d.len() as u32);
-                for (v, c) in f.into_iter().chain(d) {
-                    r = r.u32(v).u32(c);
-                }
-                r.finish()
+                Self::census_reply(t, msgid, &f, &d, true)
             }
             Q::GetSclass {
                 msgid,
@@ -1495,13 +1460,7 @@ impl Core {
                     msgid,
                     self.census(map_in(inode), gmode, |n| n.goal as u32)
                 );
-                let mut r = Reply::with_msgid(t, msgid)
-                    .u8(f.len() as u8)
-                    .u8(d.len() as u8);
-                for (v, c) in f.into_iter().chain(d) {
-                    r = r.u8(v as u8).u32(c);
-                }
-                r.finish()
+                Self::census_reply(t, msgid, &f, &d, false)
             }
             Q::GetEattr {
                 msgid,
@@ -1514,13 +1473,7 @@ impl Core {
                     msgid,
                     self.census(map_in(inode), gmode, |n| n.eattr as u32)
                 );
-                let mut r = Reply::with_msgid(t, msgid)
-                    .u8(f.len() as u8)
-                    .u8(d.len() as u8);
-                for (v, c) in f.into_iter().chain(d) {
-                    r = r.u8(v as u8).u32(c);
-                }
-                r.finish()
+                Self::census_reply(t, msgid, &f, &d, false)
             }
             Q::SetTrashtime {
                 msgid,
@@ -1655,10 +1608,8 @@ impl Core {
     }
 
     fn open_in_session(&mut self, sid: u32, ino: u32) {
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            if s.open.insert(ino) {
-                self.fs.acquire(ino);
-            }
+        if self.sessions.contains_key(&sid) && self.open_files.entry(sid).or_default().insert(ino) {
+            self.fs.acquire(ino);
         }
     }
 
@@ -1672,6 +1623,21 @@ impl Core {
             .u32(notchanged)
             .u32(notpermitted)
             .finish()
+    }
+
+    /// Answer to GETTRASHTIME (`wide`: 32-bit counts and values) or GETSCLASS/GETEATTR
+    /// (8-bit): the two counts, then files' `(value, count)` pairs, then directories'.
+    fn census_reply(t: u32, msgid: u32, f: &[(u32, u32)], d: &[(u32, u32)], wide: bool) -> Vec<u8> {
+        let mut r = Reply::with_msgid(t, msgid);
+        r = if wide {
+            r.u32(f.len() as u32).u32(d.len() as u32)
+        } else {
+            r.u8(f.len() as u8).u8(d.len() as u8)
+        };
+        for &(v, c) in f.iter().chain(d) {
+            r = if wide { r.u32(v) } else { r.u8(v as u8) }.u32(c);
+        }
+        r.finish()
     }
 
     /// Value → count maps for files and directories (non-recursive unless gmode = 1).
