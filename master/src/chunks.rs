@@ -114,6 +114,8 @@ pub struct Chunk {
     pub needverincrease: bool,
     /// Copies.
     pub copies: Vec<Copy>,
+    /// Source and destination of the running replication.
+    replication: Option<(CsId, CsId)>,
 }
 
 impl Chunk {
@@ -323,6 +325,7 @@ impl Chunks {
                 lockedto: now + LOCK_TIMEOUT,
                 op: Some(OpKind::Create),
                 interrupted: false,
+                replication: None,
                 fail_status: 0,
                 needverincrease: false,
                 copies,
@@ -471,6 +474,13 @@ impl Chunks {
             return;
         };
         let Some(op) = c.op else { return };
+        if op == OpKind::Replicate {
+            // The destination left: nobody waits for a replication.
+            c.interrupted = false;
+            c.fail_status = 0;
+            self.end_replication(id);
+            return;
+        }
         if op == OpKind::Create {
             for k in &c.copies {
                 if let Some(s) = self.servers.get_mut(&k.cs) {
@@ -507,17 +517,31 @@ impl Chunks {
         c.fail_status = 0;
     }
 
-    /// Answer to a replication order.
-    pub fn replicate_status(&mut self, cs: CsId, id: u64, version: u32, status: u8) {
-        if let Some(s) = self.servers.get_mut(&cs) {
-            s.wrep = s.wrep.saturating_sub(1);
-        }
+    /// Ends a replication's bookkeeping: the source's read and the destination's write
+    /// counters go down.
+    fn end_replication(&mut self, id: u64) {
         let Some(c) = self.map.get_mut(&id) else {
             return;
         };
         if c.op == Some(OpKind::Replicate) {
             c.op = None;
         }
+        if let Some((src, dst)) = c.replication.take() {
+            if let Some(s) = self.servers.get_mut(&src) {
+                s.rrep = s.rrep.saturating_sub(1);
+            }
+            if let Some(s) = self.servers.get_mut(&dst) {
+                s.wrep = s.wrep.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Answer to a replication order.
+    pub fn replicate_status(&mut self, cs: CsId, id: u64, version: u32, status: u8) {
+        self.end_replication(id);
+        let Some(c) = self.map.get_mut(&id) else {
+            return;
+        };
         let ok = status == st::OK && version == c.version;
         if let Some(i) = c
             .copies
@@ -532,15 +556,6 @@ impl Chunks {
             }
         }
         c.needverincrease = true;
-        // The source's read counter: one of the valid copies; approximate with all.
-        for k in &c.copies {
-            if let Some(s) = self.servers.get_mut(&k.cs) {
-                if k.cs != cs && s.rrep > 0 {
-                    s.rrep -= 1;
-                    break;
-                }
-            }
-        }
     }
 
     /// Answer to a delete order.
@@ -571,6 +586,7 @@ impl Chunks {
             lockedto: now + UNUSED_DELETE_TIMEOUT,
             op: None,
             interrupted: false,
+            replication: None,
             fail_status: 0,
             needverincrease: true,
             copies: Vec::new(),
@@ -798,6 +814,7 @@ impl Chunks {
                 ));
                 if let Some(c) = self.map.get_mut(&id) {
                     c.op = Some(OpKind::Replicate);
+                    c.replication = Some((src, dst));
                     c.copies.push(Copy {
                         cs: dst,
                         version,
@@ -983,5 +1000,25 @@ mod tests {
         c.remove_server(orders[1].0);
         assert_eq!(c.take_finished(), vec![(id, 0)]);
         assert!(c.map[&id].needverincrease);
+    }
+
+    #[test]
+    fn replication_to_a_server_that_leaves_frees_the_source() {
+        let mut c = reg(2);
+        let id = c.create(1, 10).unwrap();
+        answer_all(&mut c);
+        c.unlock(id);
+        c.set_goal(id, 2);
+        c.tick(100, 1000);
+        let orders = c.take_orders();
+        let (dst, _) = orders
+            .iter()
+            .find(|(_, o)| matches!(o, MasterToCs::Replicate { .. }))
+            .expect("a replication order");
+        let src = c.map[&id].copies.iter().find(|k| k.cs != *dst).unwrap().cs;
+        assert_eq!(c.servers[&src].rrep, 1);
+        c.remove_server(*dst);
+        assert_eq!(c.servers[&src].rrep, 0);
+        assert_eq!(c.map[&id].op, None);
     }
 }
