@@ -119,6 +119,21 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk known from the metadata (or a changelog), before any server reports it.
+    pub fn restored(version: u32, goal: u8) -> Chunk {
+        Chunk {
+            version,
+            goal,
+            fcount: 0,
+            lockedto: 0,
+            op: None,
+            interrupted: false,
+            fail_status: 0,
+            needverincrease: true,
+            copies: Vec::new(),
+            replication: None,
+        }
+    }
     fn busy(&self) -> usize {
         self.copies
             .iter()
@@ -181,6 +196,7 @@ pub struct Chunks {
     pub servers: BTreeMap<CsId, Server>,
     orders: Vec<(CsId, MasterToCs)>,
     finished: Vec<(u64, u8)>,
+    removed: Vec<(u64, u32)>,
     cursor: u64,
     /// Start time (for `REPLICATIONS_DELAY_INIT`).
     pub started: u32,
@@ -218,6 +234,10 @@ impl Chunks {
     /// Orders queued for chunkservers since the last call.
     pub fn take_orders(&mut self) -> Vec<(CsId, MasterToCs)> {
         std::mem::take(&mut self.orders)
+    }
+    /// Chunks dropped from the registry since the last call: `(chunkid, version)`.
+    pub fn take_removed(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.removed)
     }
     /// Operations that finished since the last call: `(chunkid, status)`.
     pub fn take_finished(&mut self) -> Vec<(u64, u8)> {
@@ -567,6 +587,7 @@ impl Chunks {
             c.copies
                 .retain(|k| !(k.cs == cs && k.state == CopyState::Del));
             if c.fcount == 0 && c.copies.is_empty() && c.op.is_none() {
+                self.removed.push((id, c.version));
                 self.map.remove(&id);
             }
         }
@@ -718,6 +739,7 @@ impl Chunks {
                 return;
             }
             if c.copies.is_empty() {
+                self.removed.push((id, c.version));
                 self.map.remove(&id);
                 return;
             }

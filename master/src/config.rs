@@ -20,6 +20,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "TOPOLOGY_FILENAME",
     "BACK_LOGS",
     "BACK_META_KEEP_PREVIOUS",
+    "CHANGELOG_FSYNC",
     "CHANGELOG_PRESERVE_SECONDS",
     "CHANGELOG_SAVE_MODE",
     "MISSING_LOG_CAPACITY",
@@ -125,6 +126,14 @@ pub struct MasterConfig {
     pub max_links: u32,
     /// Inode reuse delay (seconds).
     pub inode_reuse_delay: u32,
+    /// Changelog files kept besides `changelog.0.mfs` (`BACK_LOGS`).
+    pub back_logs: u32,
+    /// Older metadata dumps kept (`BACK_META_KEEP_PREVIOUS`).
+    pub back_meta_keep_previous: u32,
+    /// Hours between background metadata dumps (`METADATA_SAVE_FREQ`).
+    pub metadata_save_freq: u32,
+    /// `fdatasync` the changelog before answering (`CHANGELOG_FSYNC`, an Antler key).
+    pub changelog_fsync: bool,
 }
 
 fn parse_ip(s: &str) -> Option<u32> {
@@ -224,6 +233,10 @@ impl MasterConfig {
             inode_reuse_delay: c
                 .get_u32("INODE_REUSE_DELAY", 86_400)?
                 .clamp(300, 3_000_000),
+            back_logs: c.get_u32("BACK_LOGS", 50)?.clamp(1, 10_000),
+            back_meta_keep_previous: c.get_u32("BACK_META_KEEP_PREVIOUS", 1)?.min(99),
+            metadata_save_freq: c.get_u32("METADATA_SAVE_FREQ", 1)?.clamp(1, 24),
+            changelog_fsync: c.get_u32("CHANGELOG_FSYNC", 1)? != 0,
         })
     }
 }

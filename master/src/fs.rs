@@ -11,6 +11,7 @@ use antler_protocol::cltoma::{
     MATTR_NOXATTR, SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW, SET_UID,
     SET_WINATTR,
 };
+use antler_protocol::changelog::escape;
 use antler_protocol::codes::status as st;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -242,6 +243,10 @@ pub struct Fs {
     detached: HashSet<u32>,
     /// Delay before a freed inode number is reused (`INODE_REUSE_DELAY`).
     pub inode_reuse_delay: u32,
+    /// Changes not yet written to the changelog: (time, `OP(args)[:result]`).
+    journal: Vec<(u32, String)>,
+    /// Whether changes are journaled (off while replaying a changelog).
+    pub journaling: bool,
 }
 
 /// Checks a file name as MooseFS does.
@@ -296,6 +301,8 @@ impl Fs {
             open: HashMap::new(),
             detached: HashSet::new(),
             inode_reuse_delay: 86_400,
+            journal: Vec::new(),
+            journaling: true,
         };
         fs.nodes[1] = Some(Node {
             ntype: T::DIRECTORY,
@@ -334,6 +341,17 @@ impl Fs {
             Kind::Dir(d) => Ok(d),
             _ => Err(st::ENOTDIR),
         }
+    }
+
+    /// Records one change for the changelog (body in MooseFS's `OP(args)[:result]` form).
+    pub fn log(&mut self, ts: u32, body: String) {
+        if self.journaling {
+            self.journal.push((ts, body));
+        }
+    }
+    /// Changes recorded since the last call, oldest first.
+    pub fn take_journal(&mut self) -> Vec<(u32, String)> {
+        std::mem::take(&mut self.journal)
     }
 
     /// Chunk references dropped since the last call (files truncated or removed).
@@ -595,8 +613,13 @@ impl Fs {
         self.check_new_entry(ctx, parent, name)?;
         let p = self.get(parent)?;
         let umask = umask | ctx.umask;
-        let (pgid, psgid, pgoal, ptrash, peattr) =
-            (p.gid, p.mode & 0o2000 != 0, p.goal, p.trash_hours, p.eattr);
+        let (pgid, psgid) = (p.gid, p.mode & 0o2000 != 0);
+        if !matches!(
+            ntype,
+            T::DIRECTORY | T::FILE | T::SYMLINK | T::BLOCKDEV | T::CHARDEV | T::FIFO | T::SOCKET
+        ) {
+            return Err(st::EINVAL);
+        }
         let gid = if psgid { pgid } else { ctx.gid0() };
         let mut mode = if ntype == T::SYMLINK {
             0o777
@@ -606,6 +629,56 @@ impl Fs {
         if ntype == T::DIRECTORY && psgid && copysgid {
             mode |= 0o2000;
         }
+        let ino = self.alloc_inode(now)?;
+        let (uid, cumask) = (ctx.uid, umask);
+        self.mr_create(now, parent, name, ntype, mode, uid, gid, rdev, target, ino)?;
+        let body = if ntype == T::SYMLINK {
+            format!(
+                "SYMLINK({parent},{},{},{uid},{gid}):{ino}",
+                escape(name),
+                escape(target.unwrap_or_default())
+            )
+        } else {
+            format!(
+                "CREATE({parent},{},{ntype},{mode},{cumask},{uid},{gid},{rdev}):{ino}",
+                escape(name)
+            )
+        };
+        self.log(now, body);
+        Ok(ino)
+    }
+
+    /// Creates node `ino` with final attributes (the replay of CREATE and SYMLINK; the
+    /// live path checks permissions and computes mode and group first). Goal, trash time
+    /// and extra attributes are inherited from the parent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mr_create(
+        &mut self,
+        now: u32,
+        parent: u32,
+        name: &[u8],
+        ntype: u8,
+        mode: u16,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+        ino: u32,
+    ) -> FsResult<()> {
+        let p = self.get(parent)?;
+        let Kind::Dir(d) = &p.kind else {
+            return Err(st::ENOTDIR);
+        };
+        if !name_ok(name) {
+            return Err(st::EINVAL);
+        }
+        if d.entries.contains_key(name) {
+            return Err(st::EEXIST);
+        }
+        if ino == 0 || ino > MAX_INODE || self.node(ino).is_some() {
+            return Err(st::MISMATCH);
+        }
+        let (pgoal, ptrash, peattr) = (p.goal, p.trash_hours, p.eattr);
         let inherit = matches!(ntype, T::FILE | T::DIRECTORY);
         let kind = match ntype {
             T::DIRECTORY => Kind::Dir(Box::default()),
@@ -623,11 +696,11 @@ impl Fs {
         if ntype != T::DIRECTORY {
             ea &= !eattr::NOECACHE;
         }
-        let ino = self.alloc_inode(now)?;
+        self.claim_inode(ino);
         self.nodes[ino as usize] = Some(Node {
             ntype,
-            mode,
-            uid: ctx.uid,
+            mode: if ntype == T::SYMLINK { 0o777 } else { mode & 0o7777 },
+            uid,
             gid,
             atime: now,
             mtime: now,
@@ -646,7 +719,18 @@ impl Fs {
         });
         self.node_count += 1;
         self.link_entry(parent, name, ino, now);
-        Ok(ino)
+        Ok(())
+    }
+
+    /// Makes inode number `ino` allocated: grows the table or takes it off the free list.
+    fn claim_inode(&mut self, ino: u32) {
+        let i = ino as usize;
+        if self.nodes.len() <= i {
+            self.nodes.resize_with(i + 1, || None);
+        }
+        if let Some(pos) = self.free.iter().position(|&(f, _)| f == ino) {
+            self.free.remove(pos);
+        }
     }
 
     fn free_node(&mut self, ino: u32, now: u32) {
@@ -734,6 +818,7 @@ impl Fs {
             return Err(st::EPERM);
         }
         self.drop_link(parent, name, ino, now);
+        self.log(now, format!("UNLINK({parent},{}):{ino}", escape(name)));
         Ok(ino)
     }
 
@@ -744,6 +829,25 @@ impl Fs {
             Kind::Dir(d) if !d.entries.is_empty() => return Err(st::ENOTEMPTY),
             Kind::Dir(_) => {}
             _ => return Err(st::ENOTDIR),
+        }
+        self.drop_link(parent, name, ino, now);
+        self.log(now, format!("UNLINK({parent},{}):{ino}", escape(name)));
+        Ok(ino)
+    }
+
+    /// Replay of UNLINK: removes `name` from `parent` without permission checks.
+    pub fn mr_unlink(&mut self, now: u32, parent: u32, name: &[u8]) -> FsResult<u32> {
+        let ino = match &self.get(parent)?.kind {
+            Kind::Dir(d) => *d.entries.get(name).ok_or(st::ENOENT)?,
+            _ => return Err(st::ENOTDIR),
+        };
+        if let Some(Node {
+            kind: Kind::Dir(d), ..
+        }) = self.node(ino)
+        {
+            if !d.entries.is_empty() {
+                return Err(st::ENOTEMPTY);
+            }
         }
         self.drop_link(parent, name, ino, now);
         Ok(ino)
@@ -809,7 +913,41 @@ impl Fs {
             if e.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) != 0 {
                 return Err(st::EPERM);
             }
-            self.drop_link(dp, dname, existing, now);
+        }
+        self.mr_move(now, sp, sname, dp, dname)?;
+        self.log(
+            now,
+            format!("MOVE({sp},{},{dp},{}):{ino}", escape(sname), escape(dname)),
+        );
+        Ok(ino)
+    }
+
+    /// Replay of MOVE (and the end of a live rename): moves `sp/sname` to `dp/dname`,
+    /// replacing what was there. Returns the moved inode.
+    pub fn mr_move(
+        &mut self,
+        now: u32,
+        sp: u32,
+        sname: &[u8],
+        dp: u32,
+        dname: &[u8],
+    ) -> FsResult<u32> {
+        let ino = match &self.get(sp)?.kind {
+            Kind::Dir(d) => *d.entries.get(sname).ok_or(st::ENOENT)?,
+            _ => return Err(st::ENOTDIR),
+        };
+        let existing = match &self.get(dp)?.kind {
+            Kind::Dir(d) => d.entries.get(dname).copied(),
+            _ => return Err(st::ENOTDIR),
+        };
+        if !name_ok(dname) {
+            return Err(st::EINVAL);
+        }
+        if existing == Some(ino) {
+            return Ok(ino);
+        }
+        if let Some(e) = existing {
+            self.drop_link(dp, dname, e, now);
         }
         self.unlink_entry(sp, sname, ino, now);
         self.link_entry(dp, dname, ino, now);
@@ -833,6 +971,22 @@ impl Fs {
             return Err(st::NOSPACE);
         }
         self.check_new_entry(ctx, dp, name)?;
+        self.mr_link(now, ino, dp, name)?;
+        self.log(now, format!("LINK({ino},{dp},{})", escape(name)));
+        Ok(())
+    }
+
+    /// Replay of LINK: adds `dp/name` for the non-directory `ino`.
+    pub fn mr_link(&mut self, now: u32, ino: u32, dp: u32, name: &[u8]) -> FsResult<()> {
+        if self.get(ino)?.ntype == T::DIRECTORY {
+            return Err(st::EPERM);
+        }
+        match &self.get(dp)?.kind {
+            Kind::Dir(d) if d.entries.contains_key(name) => return Err(st::EEXIST),
+            Kind::Dir(_) if name_ok(name) => {}
+            Kind::Dir(_) => return Err(st::EINVAL),
+            _ => return Err(st::ENOTDIR),
+        }
         self.link_entry(dp, name, ino, now);
         if let Some(n) = self.node_mut(ino) {
             n.ctime = now;
@@ -840,15 +994,28 @@ impl Fs {
         Ok(())
     }
 
+    /// Replay of ACCESS: the atime of `ino` becomes `now`.
+    pub fn mr_access(&mut self, now: u32, ino: u32) -> FsResult<()> {
+        self.get_mut(ino)?.atime = now;
+        Ok(())
+    }
+
+    /// Atime update on reads of a directory or symlink (MooseFS's relatime rule).
+    fn touch_atime(&mut self, ino: u32, now: u32) {
+        if let Some(n) = self.node_mut(ino) {
+            if n.atime < n.mtime || n.atime < n.ctime || n.atime + 86_400 < now {
+                n.atime = now;
+                self.log(now, format!("ACCESS({ino})"));
+            }
+        }
+    }
+
     /// readlink.
     pub fn readlink(&mut self, ino: u32, now: u32) -> FsResult<Vec<u8>> {
-        let n = self.get_mut(ino)?;
-        match &n.kind {
+        match &self.get(ino)?.kind {
             Kind::Symlink(t) => {
                 let t = t.to_vec();
-                if n.atime < n.mtime || n.atime < n.ctime || n.atime + 86_400 < now {
-                    n.atime = now;
-                }
+                self.touch_atime(ino, now);
                 Ok(t)
             }
             _ => Err(st::EINVAL),
@@ -886,10 +1053,7 @@ impl Fs {
                 inode: i,
             });
         }
-        let n = self.get_mut(ino)?;
-        if n.atime < n.mtime || n.atime < n.ctime || n.atime + 86_400 < now {
-            n.atime = now;
-        }
+        self.touch_atime(ino, now);
         Ok(v)
     }
 
@@ -942,6 +1106,7 @@ impl Fs {
             }
         })?;
         self.released.extend(released);
+        self.log(now, format!("LENGTH({ino},{length},{})", touch as u8));
         Ok(())
     }
 
@@ -981,14 +1146,18 @@ impl Fs {
     }
 
     /// Raises a file's length (write end); never shrinks.
-    pub fn extend_length(&mut self, ino: u32, length: u64) -> FsResult<()> {
-        self.with_stats(ino, |n| {
-            if let Kind::File { length: l, .. } = &mut n.kind {
-                if *l < length {
-                    *l = length;
-                }
+    pub fn extend_length(&mut self, ino: u32, length: u64, now: u32) -> FsResult<()> {
+        let grew = self.with_stats(ino, |n| match &mut n.kind {
+            Kind::File { length: l, .. } if *l < length => {
+                *l = length;
+                true
             }
-        })
+            _ => false,
+        })?;
+        if grew {
+            self.log(now, format!("LENGTH({ino},{length},0)"));
+        }
+        Ok(())
     }
 
     /// setattr (everything but size).
@@ -1082,6 +1251,35 @@ impl Fs {
         if a.setmask & SET_WINATTR != 0 {
             n.winattr = a.winattr;
         }
+        let body = format!(
+            "ATTR({ino},{},{},{},{},{},{},0)",
+            n.mode, n.uid, n.gid, n.atime, n.mtime, n.winattr
+        );
+        n.ctime = now;
+        self.log(now, body);
+        Ok(())
+    }
+
+    /// Replay of ATTR: sets mode, owner, times and winattr; ctime becomes `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mr_attr(
+        &mut self,
+        now: u32,
+        ino: u32,
+        mode: u16,
+        uid: u32,
+        gid: u32,
+        atime: u32,
+        mtime: u32,
+        winattr: u8,
+    ) -> FsResult<()> {
+        let n = self.get_mut(ino)?;
+        n.mode = mode & 0o7777;
+        n.uid = uid;
+        n.gid = gid;
+        n.atime = atime;
+        n.mtime = mtime;
+        n.winattr = winattr;
         n.ctime = now;
         Ok(())
     }
@@ -1111,18 +1309,28 @@ impl Fs {
     }
 
     /// Applies the client's deferred atime/mtime updates.
-    pub fn amtime(&mut self, ino: u32, atime: u32, mtime: u32) {
-        if let Some(n) = self.node_mut(ino) {
-            if atime > n.atime
-                && (n.atime <= n.ctime || n.atime <= n.mtime || n.atime + 86_400 < atime)
-            {
-                n.atime = atime;
-            }
-            if mtime > n.mtime {
-                n.mtime = mtime;
-                n.ctime = mtime;
-            }
+    pub fn amtime(&mut self, ino: u32, atime: u32, mtime: u32, now: u32) {
+        let Some(n) = self.node_mut(ino) else { return };
+        let before = (n.atime, n.mtime, n.ctime);
+        if atime > n.atime && (n.atime <= n.ctime || n.atime <= n.mtime || n.atime + 86_400 < atime)
+        {
+            n.atime = atime;
         }
+        if mtime > n.mtime {
+            n.mtime = mtime;
+            n.ctime = mtime;
+        }
+        let after = (n.atime, n.mtime, n.ctime);
+        if after != before {
+            self.log(now, format!("AMTIME({ino},{},{},{})", after.0, after.1, after.2));
+        }
+    }
+
+    /// Replay of AMTIME: sets the three times.
+    pub fn mr_amtime(&mut self, ino: u32, atime: u32, mtime: u32, ctime: u32) -> FsResult<()> {
+        let n = self.get_mut(ino)?;
+        (n.atime, n.mtime, n.ctime) = (atime, mtime, ctime);
+        Ok(())
     }
 
     /// getxattr (mode 0 = value, 1 = length only); an empty name lists names.
@@ -1188,6 +1396,23 @@ impl Fs {
         if value.len() > 65536 {
             return Err(st::ERANGE);
         }
+        self.mr_setxattr(now, ino, name, value, mode)?;
+        self.log(
+            now,
+            format!("SETXATTR({ino},{},{},{mode})", escape(name), escape(value)),
+        );
+        Ok(())
+    }
+
+    /// Replay of SETXATTR: mode 0 set, 1 create only, 2 replace only, 3 remove.
+    pub fn mr_setxattr(
+        &mut self,
+        now: u32,
+        ino: u32,
+        name: &[u8],
+        value: &[u8],
+        mode: u8,
+    ) -> FsResult<()> {
         let n = self.get_mut(ino)?;
         let m = n.xattrs.get_or_insert_with(Default::default);
         let exists = m.contains_key(name);
@@ -1279,6 +1504,173 @@ impl Fs {
         n.eattr = new;
         n.ctime = now;
         true
+    }
+
+    /// Runs a tool operation (`mfsset*`) on `ino`, or with smode bit 4 on its whole
+    /// subtree: `f(fs, node, smode & 3)` says whether it changed the node. Returns the
+    /// counts of changed, unchanged and not permitted nodes.
+    fn apply_tool(
+        &mut self,
+        ino: u32,
+        smode: u8,
+        uid: u32,
+        mut f: impl FnMut(&mut Fs, u32, u8) -> bool,
+    ) -> FsResult<(u32, u32, u32)> {
+        let n = self.get(ino)?;
+        let recursive = smode & 4 != 0;
+        if !recursive && !matches!(n.ntype, T::FILE | T::DIRECTORY) {
+            return Err(st::EPERM);
+        }
+        let nodes = if recursive {
+            self.subtree(ino)
+        } else {
+            vec![ino]
+        };
+        let (mut ch, mut nch, mut np) = (0, 0, 0);
+        for i in nodes {
+            if !self
+                .node(i)
+                .is_some_and(|n| matches!(n.ntype, T::FILE | T::DIRECTORY))
+            {
+                continue;
+            }
+            if !self.may_modify(uid, i) {
+                np += 1;
+            } else if f(self, i, smode & 3) {
+                ch += 1;
+            } else {
+                nch += 1;
+            }
+        }
+        if !recursive && np > 0 {
+            return Err(st::EPERM);
+        }
+        Ok((ch, nch, np))
+    }
+
+    /// `mfssettrashtime` (smode: 0 set, 1 increase only, 2 decrease only, +4 recursive);
+    /// journaled as SETTRASHTIME and replayed by calling it again.
+    pub fn tool_trashtime(
+        &mut self,
+        ino: u32,
+        uid: u32,
+        trashtime: u32,
+        smode: u8,
+        now: u32,
+    ) -> FsResult<(u32, u32, u32)> {
+        let c = self.apply_tool(ino, smode, uid, |fs, i, mode| {
+            let cur = fs.node(i).map_or(0, |n| n.trash_hours as u32 * 3600);
+            let want = match mode {
+                1 if trashtime <= cur => return false,
+                2 if trashtime >= cur => return false,
+                _ => trashtime,
+            };
+            fs.set_trash(i, want, now)
+        })?;
+        self.log(
+            now,
+            format!("SETTRASHTIME({ino},{uid},{trashtime},{smode}):{},{},{}", c.0, c.1, c.2),
+        );
+        Ok(c)
+    }
+
+    /// `mfssetgoal` (a storage class 1..9 is "goal N"); journaled as SETSCLASS.
+    pub fn tool_goal(
+        &mut self,
+        ino: u32,
+        uid: u32,
+        goal: u8,
+        smode: u8,
+        now: u32,
+    ) -> FsResult<(u32, u32, u32)> {
+        let c = self.apply_tool(ino, smode, uid, |fs, i, mode| {
+            let cur = fs.node(i).map_or(0, |n| n.goal);
+            match mode {
+                1 if goal <= cur => false,
+                2 if goal >= cur => false,
+                _ => fs.set_goal(i, goal, now),
+            }
+        })?;
+        self.log(
+            now,
+            format!("SETSCLASS({ino},{uid},0,{goal},{smode}):{},{},{}", c.0, c.1, c.2),
+        );
+        Ok(c)
+    }
+
+    /// `mfsseteattr`; journaled as SETEATTR.
+    pub fn tool_eattr(
+        &mut self,
+        ino: u32,
+        uid: u32,
+        bits: u8,
+        smode: u8,
+        now: u32,
+    ) -> FsResult<(u32, u32, u32)> {
+        let c = self.apply_tool(ino, smode, uid, |fs, i, mode| {
+            fs.set_eattr(i, bits, mode, now)
+        })?;
+        self.log(
+            now,
+            format!("SETEATTR({ino},{uid},{bits},{smode}):{},{},{}", c.0, c.1, c.2),
+        );
+        Ok(c)
+    }
+
+    /// Replay of a write's mtime change: mtime and ctime become `now`.
+    pub fn mr_touch(&mut self, now: u32, ino: u32) -> FsResult<()> {
+        let n = self.get_mut(ino)?;
+        n.mtime = now;
+        n.ctime = now;
+        Ok(())
+    }
+
+    /// Calls `f(goal, chunkid)` for every chunk slot of every file.
+    pub fn for_each_file_chunk(&self, mut f: impl FnMut(u8, u64)) {
+        for n in self.nodes.iter().flatten() {
+            if let Kind::File { chunks, .. } = &n.kind {
+                for &c in chunks.iter().filter(|&&c| c != 0) {
+                    f(n.goal, c);
+                }
+            }
+        }
+    }
+
+    /// Checks that every directory entry's child lists that directory as a parent (once
+    /// per entry) and that every node but the root and open detached files is reachable.
+    pub fn check_links(&self) -> Result<(), String> {
+        let mut refs: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(Node {
+                kind: Kind::Dir(d), ..
+            }) = n
+            {
+                for (name, &c) in &d.entries {
+                    if self.node(c).is_none() {
+                        return Err(format!(
+                            "entry {i}/{} points at missing node {c}",
+                            String::from_utf8_lossy(name)
+                        ));
+                    }
+                    refs.entry(c).or_default().push(i as u32);
+                }
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(n) = n else { continue };
+            let i = i as u32;
+            let mut want = refs.remove(&i).unwrap_or_default();
+            let mut have = n.parents.clone();
+            want.sort_unstable();
+            have.sort_unstable();
+            if want != have {
+                return Err(format!("node {i}: parents {have:?}, entries {want:?}"));
+            }
+            if have.is_empty() && i != ROOT && !self.detached.contains(&i) {
+                return Err(format!("node {i} is not reachable"));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the caller may change tool attributes (goal, trash time, eattr) of a node.

@@ -3,11 +3,15 @@
 //! - [`exports`]: `mfsexports.cfg` and how a register request picks its export.
 //! - [`fs`]: the in-memory namespace (pure; time is passed in).
 //! - [`chunks`]: chunk records, copies on chunkservers, operations and the chunk loop (pure).
+//! - [`changelog`]: `changelog.N.mfs` writing and rotation.
 //! - [`config`]: the `mfsmaster.cfg` settings.
+//! - [`restore`]: replaying changelog lines (`-a`, `mfsmetarestore`).
 //! - [`server`]: the network shell (client, chunkserver listeners) around the pure core.
 
+pub mod changelog;
 pub mod chunks;
 pub mod config;
 pub mod exports;
 pub mod fs;
+pub mod restore;
 pub mod server;

@@ -5,15 +5,18 @@
 //! Bad input (an unknown type, a malformed packet, a packet too large) closes only that
 //! connection, with the reason logged and the peer named.
 
+use crate::changelog::Changelog;
 use crate::chunks::{Chunks, CsId, Location, Server};
 use crate::config::MasterConfig;
 use crate::exports::{Export, Exports, Request};
 use crate::fs::{sesflag, Ctx, Fs, Kind, CHUNK_SIZE};
+use antler_protocol::changelog::escape;
 use antler_protocol::cltoma::{self as cl, node_type as T, ClRequest, Creds, Register, Reply};
 use antler_protocol::codes::{self, status as st};
 use antler_protocol::cstoma::{Accepted, CsToMaster, MasterToCs, StatusKind};
 use antler_protocol::frame::Header;
 use antler_protocol::version::VERSHEX;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Connection id.
 pub type ConnId = u64;
@@ -175,12 +178,16 @@ pub struct Core {
     pub chunks: Chunks,
     /// Sessions by id.
     pub sessions: BTreeMap<u32, Session>,
-    next_session: u32,
+    pub(crate) next_session: u32,
     conns: HashMap<ConnId, Conn>,
     exports: Exports,
     /// Metadata id of this file system instance.
     pub metaid: u64,
-    cfg: MasterConfig,
+    /// Metadata version: the number the next change gets.
+    pub version: u64,
+    /// Where changes are journaled (none in tests and offline tools).
+    pub changelog: Option<Changelog>,
+    pub(crate) cfg: MasterConfig,
     waiting: HashMap<u64, Vec<Waiter>>,
     cs_conn: HashMap<CsId, ConnId>,
     csdb: HashMap<(u32, u16), CsId>,
@@ -189,7 +196,9 @@ pub struct Core {
     append_res: HashMap<u32, u64>,
     /// Inodes each session holds open (kept apart so request handling can copy a
     /// session's settings cheaply).
-    open_files: HashMap<u32, HashSet<u32>>,
+    pub(crate) open_files: HashMap<u32, HashSet<u32>>,
+    /// Packets to send once the changes they acknowledge are journaled.
+    outbox: RefCell<Vec<(ConnId, Vec<u8>)>>,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -211,6 +220,8 @@ impl Core {
             conns: HashMap::new(),
             exports,
             metaid,
+            version: 1,
+            changelog: None,
             cfg,
             waiting: HashMap::new(),
             cs_conn: HashMap::new(),
@@ -218,6 +229,45 @@ impl Core {
             next_csid: 1,
             append_res: HashMap::new(),
             open_files: HashMap::new(),
+            outbox: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Journals the changes made so far, then sends the packets that acknowledge them.
+    pub fn flush(&mut self) {
+        let journal = self.fs.take_journal();
+        if !journal.is_empty() {
+            match &mut self.changelog {
+                Some(c) => {
+                    if let Err(e) = c.append(&mut self.version, &journal) {
+                        error!("can't write changelog: {e}");
+                    }
+                }
+                None => self.version += journal.len() as u64,
+            }
+        }
+        for (conn, pkt) in self.outbox.get_mut().drain(..) {
+            if let Some(c) = self.conns.get(&conn) {
+                let _ = c.tx.send(pkt);
+            }
+        }
+    }
+
+    /// Removes a session and releases what it held open.
+    pub(crate) fn remove_session(&mut self, id: u32, now: u32) {
+        if self.sessions.remove(&id).is_some() {
+            self.fs.log(now, format!("SESDEL({id})"));
+            for ino in self.open_files.remove(&id).unwrap_or_default() {
+                self.fs.release(ino, now);
+            }
+        }
+    }
+
+    /// Drops one open file of a session.
+    pub(crate) fn release_in_session(&mut self, sid: u32, ino: u32, now: u32) {
+        if self.open_files.get_mut(&sid).is_some_and(|o| o.remove(&ino)) {
+            self.fs.log(now, format!("RELEASE({sid},{ino})"));
+            self.fs.release(ino, now);
         }
     }
 
@@ -227,9 +277,7 @@ impl Core {
     }
 
     fn send(&self, conn: ConnId, pkt: Vec<u8>) {
-        if let Some(c) = self.conns.get(&conn) {
-            let _ = c.tx.send(pkt);
-        }
+        self.outbox.borrow_mut().push((conn, pkt));
     }
 
     fn close(&mut self, conn: ConnId, why: &str) {
@@ -290,6 +338,7 @@ impl Core {
                 self.after_ops(now);
             }
         }
+        self.flush();
     }
 
     fn closed(&mut self, conn: ConnId, reason: &str, now: u32) {
@@ -355,14 +404,11 @@ impl Core {
             .map(|s| s.id)
             .collect();
         for id in expired {
-            if self.sessions.remove(&id).is_some() {
-                info!(session = id, "session removed");
-                for ino in self.open_files.remove(&id).unwrap_or_default() {
-                    self.fs.release(ino, now);
-                }
-            }
+            info!(session = id, "session removed");
+            self.remove_session(id, now);
         }
         self.after_ops(now);
+        self.flush();
     }
 
     /// Sends queued chunkserver orders, answers clients whose chunk operation finished
@@ -375,6 +421,9 @@ impl Core {
             // Finished operations may roll file slots back, releasing chunks again.
             for id in self.fs.take_released() {
                 self.chunks.unref(id);
+            }
+            for (id, v) in self.chunks.take_removed() {
+                self.fs.log(now, format!("CHUNKDEL({id},{v})"));
             }
             let orders = self.chunks.take_orders();
             let finished = self.chunks.take_finished();
@@ -413,9 +462,11 @@ impl Core {
                         if matches!(self.fs.file_chunk(inode, index), Ok((_, c)) if c == chunkid) {
                             let _ = self.fs.set_chunk(inode, index, 0, 0);
                             self.chunks.unref(chunkid);
+                            self.fs
+                                .log(now, format!("ROLLBACK({inode},{index},0,{chunkid})"));
                         }
                     }
-                    self.chunks.unlock(chunkid);
+                    self.chunk_failed(chunkid, now);
                     self.send(
                         conn,
                         Reply::status(cl::CLTOMA_FUSE_WRITE_CHUNK + 1, msgid, status),
@@ -430,12 +481,14 @@ impl Core {
                 prev,
                 session,
             } => {
-                self.chunks.unlock(chunkid);
                 let t = cl::CLTOMA_FUSE_TRUNCATE + 1;
                 if status != st::OK {
+                    self.chunk_failed(chunkid, now);
                     self.send(conn, Reply::status(t, msgid, status));
                     return;
                 }
+                self.chunks.unlock(chunkid);
+                self.fs.log(now, format!("UNLOCK({chunkid})"));
                 let _ = self.fs.set_length(inode, length, now, true);
                 let pkt = match self.session_ctx(session) {
                     Some(ctx) => match self.fs.attr(inode, &ctx) {
@@ -447,6 +500,17 @@ impl Core {
                 self.send(conn, pkt);
             }
         }
+    }
+
+    /// A write or truncate operation on a chunk failed: its version may have gone back,
+    /// and it is unlocked.
+    fn chunk_failed(&mut self, chunkid: u64, now: u32) {
+        self.chunks.unlock(chunkid);
+        if let Some(c) = self.chunks.map.get(&chunkid) {
+            self.fs
+                .log(now, format!("SETVERSION({chunkid},{})", c.version));
+        }
+        self.fs.log(now, format!("UNLOCK({chunkid})"));
     }
 
     fn session_ctx(&self, sid: u32) -> Option<Ctx> {
@@ -734,6 +798,29 @@ impl Core {
                     closed: false,
                 };
                 info!(session = id, ip = %ip_str(peer_ip), path = %want, mountpoint = %s.info, reused = reuse.is_some(), "session registered");
+                let args = format!(
+                    "#0,{},{},0{:03o},{},{},{},{},{},{},{},{},0x{:08X},{},{}",
+                    s.root,
+                    s.sesflags,
+                    s.umask,
+                    s.rootuid,
+                    s.rootgid,
+                    s.mapalluid,
+                    s.mapallgid,
+                    s.mingoal,
+                    s.maxgoal,
+                    s.mintrash,
+                    s.maxtrash,
+                    s.disables,
+                    s.ip,
+                    escape(s.info.as_bytes())
+                );
+                let now = unix_now();
+                if reuse.is_some() {
+                    self.fs.log(now, format!("SESCHANGED({id},{args})"));
+                } else {
+                    self.fs.log(now, format!("SESADD({args}):{id}"));
+                }
                 let pkt = Reply::new(reg_t)
                     .u32(VERSHEX)
                     .u32(id)
@@ -1197,7 +1284,7 @@ impl Core {
                     }
                 }
                 try_st!(t, msgid, self.fs.open_check(&ctx, ino, flags, now));
-                self.open_in_session(sid, ino);
+                self.open_in_session(sid, ino, now);
                 let mut a = try_st!(t, msgid, self.fs.attr(ino, &ctx));
                 a.flags &= !cl::MATTR_ALLOWDATACACHE;
                 Reply::with_msgid(t, msgid).u8(0).attr(&a).finish()
@@ -1231,7 +1318,7 @@ impl Core {
                         now
                     )
                 );
-                self.open_in_session(sid, ino);
+                self.open_in_session(sid, ino, now);
                 let mut a = try_st!(t, msgid, self.fs.attr(ino, &ctx));
                 a.flags &= !cl::MATTR_ALLOWDATACACHE;
                 Reply::with_msgid(t, msgid)
@@ -1281,13 +1368,14 @@ impl Core {
                     None => st::ENOENT,
                     Some(T::FILE) => {
                         if length > 0 {
-                            let _ = self.fs.extend_length(inode, length);
+                            let _ = self.fs.extend_length(inode, length, now);
                         }
                         st::OK
                     }
                     Some(_) => st::EPERM,
                 };
                 self.chunks.unlock(chunkid);
+                self.fs.log(now, format!("UNLOCK({chunkid})"));
                 Reply::status(t, msgid, status)
             }
             Q::Truncate {
@@ -1369,26 +1457,21 @@ impl Core {
             }
             Q::SustainedInodes(list) => {
                 let want: HashSet<u32> = list.into_iter().filter(|&i| i != 0).collect();
-                let have = self.open_files.remove(&sid).unwrap_or_default();
+                let have = self.open_files.get(&sid).cloned().unwrap_or_default();
                 for &i in have.difference(&want) {
-                    self.fs.release(i, now);
+                    self.release_in_session(sid, i, now);
                 }
-                let mut kept = HashSet::new();
                 for &i in &want {
-                    if have.contains(&i) {
-                        kept.insert(i);
-                    } else if self.fs.node(i).is_some() {
-                        self.fs.acquire(i);
-                        kept.insert(i);
+                    if !have.contains(&i) && self.fs.node(i).is_some() {
+                        self.open_in_session(sid, i, now);
                     }
                 }
-                self.open_files.insert(sid, kept);
                 return None;
             }
             Q::AmtimeInodes(list) => {
                 for (i, a, m) in list {
                     if i != 0 {
-                        self.fs.amtime(i, a, m);
+                        self.fs.amtime(i, a, m, now);
                     }
                 }
                 return None;
@@ -1499,15 +1582,7 @@ impl Core {
                 let counts = try_st!(
                     t,
                     msgid,
-                    self.apply_tool(map_in(inode), smode, uid, |fs, ino, mode| {
-                        let cur = fs.node(ino).map_or(0, |n| n.trash_hours as u32 * 3600);
-                        let want = match mode {
-                            1 if trashtime <= cur => return false,
-                            2 if trashtime >= cur => return false,
-                            _ => trashtime,
-                        };
-                        fs.set_trash(ino, want, now)
-                    })
+                    self.fs.tool_trashtime(map_in(inode), uid, trashtime, smode, now)
                 );
                 Self::counts_reply(t, msgid, counts)
             }
@@ -1535,14 +1610,7 @@ impl Core {
                 let counts = try_st!(
                     t,
                     msgid,
-                    self.apply_tool(map_in(inode), smode, uid, |fs, ino, mode| {
-                        let cur = fs.node(ino).map_or(0, |n| n.goal);
-                        match mode {
-                            1 if goal <= cur => false,
-                            2 if goal >= cur => false,
-                            _ => fs.set_goal(ino, goal, now),
-                        }
-                    })
+                    self.fs.tool_goal(map_in(inode), uid, goal, smode, now)
                 );
                 Self::counts_reply(t, msgid, counts)
             }
@@ -1567,8 +1635,7 @@ impl Core {
                 let counts = try_st!(
                     t,
                     msgid,
-                    self.apply_tool(map_in(inode), smode, uid, |fs, ino, mode| fs
-                        .set_eattr(ino, eattr, mode, now))
+                    self.fs.tool_eattr(map_in(inode), uid, eattr, smode, now)
                 );
                 Self::counts_reply(t, msgid, counts)
             }
@@ -1607,8 +1674,9 @@ impl Core {
         })
     }
 
-    fn open_in_session(&mut self, sid: u32, ino: u32) {
+    pub(crate) fn open_in_session(&mut self, sid: u32, ino: u32, now: u32) {
         if self.sessions.contains_key(&sid) && self.open_files.entry(sid).or_default().insert(ino) {
+            self.fs.log(now, format!("ACQUIRE({sid},{ino})"));
             self.fs.acquire(ino);
         }
     }
@@ -1676,46 +1744,6 @@ impl Core {
 
     /// Runs a tool setter on a node (or its subtree with smode bit 4); returns
     /// (changed, not changed, not permitted).
-    fn apply_tool(
-        &mut self,
-        ino: u32,
-        smode: u8,
-        uid: u32,
-        mut f: impl FnMut(&mut Fs, u32, u8) -> bool,
-    ) -> Result<(u32, u32, u32), u8> {
-        let n = self.fs.node(ino).ok_or(st::ENOENT)?;
-        let recursive = smode & 4 != 0;
-        if !recursive && !matches!(n.ntype, T::FILE | T::DIRECTORY) {
-            return Err(st::EPERM);
-        }
-        let nodes = if recursive {
-            self.fs.subtree(ino)
-        } else {
-            vec![ino]
-        };
-        let (mut ch, mut nch, mut np) = (0, 0, 0);
-        for i in nodes {
-            if !self
-                .fs
-                .node(i)
-                .is_some_and(|n| matches!(n.ntype, T::FILE | T::DIRECTORY))
-            {
-                continue;
-            }
-            if !self.fs.may_modify(uid, i) {
-                np += 1;
-            } else if f(&mut self.fs, i, smode & 3) {
-                ch += 1;
-            } else {
-                nch += 1;
-            }
-        }
-        if !recursive && np > 0 {
-            return Err(st::EPERM);
-        }
-        Ok((ch, nch, np))
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn write_chunk(
         &mut self,
@@ -1751,6 +1779,8 @@ impl Core {
             match self.chunks.create(goal, now) {
                 Ok(id) => {
                     let _ = self.fs.set_chunk(inode, index, id, min_len);
+                    self.fs
+                        .log(now, format!("WRITE({inode},{index},1,0):{id}"));
                     self.waiting.entry(id).or_default().push(Waiter::Write {
                         conn,
                         msgid,
@@ -1766,10 +1796,14 @@ impl Core {
             match self.chunks.modify(cid, now, flags & 0x02 != 0) {
                 Ok(false) => {
                     let _ = self.fs.set_chunk(inode, index, cid, min_len);
+                    self.fs
+                        .log(now, format!("WRITE({inode},{index},0,0):{cid}"));
                     Some(self.chunk_reply(t, msgid, inode, index))
                 }
                 Ok(true) => {
                     let _ = self.fs.set_chunk(inode, index, cid, min_len);
+                    self.fs
+                        .log(now, format!("WRITE({inode},{index},1,0):{cid}"));
                     self.waiting.entry(cid).or_default().push(Waiter::Write {
                         conn,
                         msgid,
@@ -1828,7 +1862,7 @@ impl Core {
         if flags & 0x02 != 0 {
             // UPDATE: only ever grows (sent after buffered writes).
             if length > prev {
-                let _ = self.fs.extend_length(ino, length);
+                let _ = self.fs.extend_length(ino, length, now);
             }
             return Some(reply(self));
         }
@@ -1839,6 +1873,7 @@ impl Core {
                 if cid != 0 {
                     return match self.chunks.truncate(cid, (length % CHUNK_SIZE) as u32, now) {
                         Ok(()) => {
+                            self.fs.log(now, format!("TRUNC({ino},{idx}):{cid}"));
                             self.waiting.entry(cid).or_default().push(Waiter::Truncate {
                                 conn,
                                 msgid,

@@ -13,11 +13,14 @@
 //! - [`chunkfile`]: the on-disk chunk file (`MFSC 1.0` header, CRC table, 64 KiB blocks)
 //!   and its file name.
 //! - [`crc`]: zlib CRC-32 helpers (MooseFS uses plain CRC-32 per 64 KiB block).
+//! - [`changelog`]: the master's text changelog lines (`<version>: <ts>|OP(args):result`).
+//! - [`metadata`]: the master's `MFSM 2.0` metadata file.
 //! - [`auth`]: the MD5 challenge used by AUTH_CODE and export passwords.
 //!
 //! Every decoder returns a typed [`DecodeError`]; none of them log or panic on bad input.
 
 pub mod auth;
+pub mod changelog;
 pub mod chunkfile;
 pub mod cltoma;
 pub mod codes;
@@ -25,6 +28,7 @@ pub mod crc;
 pub mod cstoma;
 pub mod data;
 pub mod frame;
+pub mod metadata;
 pub mod version;
 
 pub use frame::{DecodeError, FrameError};
