@@ -233,14 +233,17 @@ pub struct DirEntry {
 /// The namespace.
 #[derive(Debug)]
 pub struct Fs {
-    nodes: Vec<Option<Node>>,
-    free: std::collections::VecDeque<(u32, u32)>,
+    pub(crate) nodes: Vec<Option<Node>>,
+    pub(crate) free: std::collections::VecDeque<(u32, u32)>,
     released: Vec<u64>,
     goal_changes: Vec<(u64, u8)>,
     /// Number of live nodes.
     pub node_count: u32,
-    open: HashMap<u32, u32>,
-    detached: HashSet<u32>,
+    pub(crate) open: HashMap<u32, u32>,
+    pub(crate) detached: HashSet<u32>,
+    /// Deleted files kept in the trash (loaded from a MooseFS master's metadata): inode →
+    /// the path it had. They keep their chunks.
+    pub(crate) trash: BTreeMap<u32, Box<[u8]>>,
     /// Delay before a freed inode number is reused (`INODE_REUSE_DELAY`).
     pub inode_reuse_delay: u32,
     /// Changes not yet written to the changelog: (time, `OP(args)[:result]`).
@@ -300,6 +303,7 @@ impl Fs {
             node_count: 1,
             open: HashMap::new(),
             detached: HashSet::new(),
+            trash: BTreeMap::new(),
             inode_reuse_delay: 86_400,
             journal: Vec::new(),
             journaling: true,
@@ -385,6 +389,47 @@ impl Fs {
                 },
             },
             None => Stats::default(),
+        }
+    }
+
+    /// Recomputes every directory's statistics from its children (after a load).
+    pub(crate) fn recompute_stats(&mut self) {
+        // Post-order over the tree: children before their directory.
+        let mut order = Vec::new();
+        let mut stack = vec![ROOT];
+        while let Some(d) = stack.pop() {
+            order.push(d);
+            if let Some(Node {
+                kind: Kind::Dir(dir),
+                ..
+            }) = self.node(d)
+            {
+                for &c in dir.entries.values() {
+                    if matches!(self.node(c), Some(Node { kind: Kind::Dir(_), .. })) {
+                        stack.push(c);
+                    }
+                }
+            }
+        }
+        for &d in order.iter().rev() {
+            let children: Vec<u32> = match self.node(d) {
+                Some(Node {
+                    kind: Kind::Dir(dir),
+                    ..
+                }) => dir.entries.values().copied().collect(),
+                _ => continue,
+            };
+            let mut s = Stats::default();
+            for c in children {
+                s.add(&self.node_stats(c));
+            }
+            if let Some(Node {
+                kind: Kind::Dir(dir),
+                ..
+            }) = self.node_mut(d)
+            {
+                dir.stats = s;
+            }
         }
     }
 
@@ -1666,7 +1711,11 @@ impl Fs {
             if want != have {
                 return Err(format!("node {i}: parents {have:?}, entries {want:?}"));
             }
-            if have.is_empty() && i != ROOT && !self.detached.contains(&i) {
+            if have.is_empty()
+                && i != ROOT
+                && !self.detached.contains(&i)
+                && !self.trash.contains_key(&i)
+            {
                 return Err(format!("node {i} is not reachable"));
             }
         }
@@ -1803,7 +1852,7 @@ mod tests {
         let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
         let f = mk(&mut fs, d, "f", T::FILE);
         fs.set_chunk(f, 0, 5, 0).unwrap();
-        fs.extend_length(f, 100_000).unwrap();
+        fs.extend_length(f, 100_000, 0).unwrap();
         let s = fs.node_stats(ROOT);
         assert_eq!(
             (s.inodes, s.dirs, s.files, s.chunks, s.length),

@@ -6,6 +6,8 @@
 //! - [`changelog`]: `changelog.N.mfs` writing and rotation.
 //! - [`config`]: the `mfsmaster.cfg` settings.
 //! - [`restore`]: replaying changelog lines (`-a`, `mfsmetarestore`).
+//! - [`metadata`]: the state as a `MFSM 2.0` image and back.
+//! - [`recovery`]: finding metadata and changelog files and replaying them.
 //! - [`server`]: the network shell (client, chunkserver listeners) around the pure core.
 
 pub mod changelog;
@@ -13,5 +15,7 @@ pub mod chunks;
 pub mod config;
 pub mod exports;
 pub mod fs;
+pub mod metadata;
+pub mod recovery;
 pub mod restore;
 pub mod server;

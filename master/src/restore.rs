@@ -440,3 +440,157 @@ impl Core {
 pub fn check_consistency(fs: &Fs) -> Result<(), String> {
     fs.check_links()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::changelog::{file_name, Changelog};
+    use crate::fs::{Ctx, ROOT};
+    use crate::server::{Core, Session};
+    use antler_protocol::cltoma::{node_type as T, SetAttr, SET_MODE, SET_MTIME, SET_UID};
+    use std::sync::Arc;
+
+    fn session(id: u32) -> Session {
+        Session {
+            id,
+            root: 1,
+            sesflags: 0,
+            umask: 0o22,
+            rootuid: 0,
+            rootgid: 0,
+            mapalluid: 999,
+            mapallgid: 999,
+            mingoal: 1,
+            maxgoal: 9,
+            mintrash: 0,
+            maxtrash: u32::MAX,
+            disables: 0,
+            ip: 0x7F000001,
+            info: Arc::from("/mnt/a,b(c)"),
+            conn: None,
+            disconnected_at: 1_700_000_000,
+            closed: false,
+        }
+    }
+
+    /// Drives a live core through every journaled namespace operation.
+    fn workload(a: &mut Core, t0: u32) {
+        let root = Ctx::root();
+        let user = Ctx {
+            uid: 1000,
+            gids: vec![1000],
+            sesflags: 0,
+            umask: 0,
+        };
+        let fs = &mut a.fs;
+        let d = fs
+            .create(&root, ROOT, b"dir", T::DIRECTORY, 0o777, 0, 0, true, None, t0)
+            .unwrap();
+        let mut files = Vec::new();
+        for i in 0..20 {
+            let name = format!("f{i},(%)");
+            files.push(
+                fs.create(&user, d, name.as_bytes(), T::FILE, 0o644, 0o022, 0, true, None, t0 + i)
+                    .unwrap(),
+            );
+        }
+        fs.create(&root, d, b"link", T::SYMLINK, 0, 0, 0, true, Some(b"f1,(%)"), t0)
+            .unwrap();
+        fs.create(&root, d, b"dev", T::CHARDEV, 0o600, 0, 0x0103, true, None, t0)
+            .unwrap();
+        fs.create(&root, ROOT, b"fifo", T::FIFO, 0o600, 0, 0, true, None, t0)
+            .unwrap();
+        fs.link(&root, files[0], ROOT, b"hard", t0 + 30).unwrap();
+        fs.rename(&root, d, b"f2,(%)", ROOT, b"moved", t0 + 31).unwrap();
+        fs.rename(&root, d, b"f3,(%)", ROOT, b"hard", t0 + 32).unwrap();
+        fs.unlink(&root, d, b"f4,(%)", t0 + 33).unwrap();
+        let sa = SetAttr {
+            setmask: SET_MODE | SET_UID | SET_MTIME,
+            mode: 0o4755,
+            uid: 7,
+            mtime: 12345,
+            ..SetAttr::default()
+        };
+        fs.setattr(&root, files[5], &sa, t0 + 34).unwrap();
+        fs.setxattr(&root, files[6], b"user.k", b"v\n,1", 0, false, t0 + 35)
+            .unwrap();
+        fs.setxattr(&root, files[7], b"user.gone", b"x", 0, false, t0 + 35)
+            .unwrap();
+        fs.setxattr(&root, files[7], b"user.gone", b"", 3, false, t0 + 36)
+            .unwrap();
+        fs.set_length(files[8], 1000, t0 + 37, true).unwrap();
+        fs.set_chunk(files[8], 0, 77, 0).unwrap();
+        fs.log(t0 + 37, "WRITE(9,0,1,0):77".replace('9', &files[8].to_string()));
+        fs.extend_length(files[8], 5000, t0 + 38).unwrap();
+        fs.amtime(files[9], t0 + 50, t0 + 50, t0 + 50);
+        fs.tool_goal(d, 0, 3, 4, t0 + 40).unwrap();
+        fs.tool_trashtime(d, 0, 7200, 4, t0 + 41).unwrap();
+        fs.tool_eattr(files[10], 0, 0x20, 0, t0 + 42).unwrap();
+        let _ = fs.readdir(&root, d, true, t0 + 100_000);
+        a.sessions.insert(1, session(1));
+        a.next_session = 2;
+        a.fs.log(
+            t0,
+            "SESADD(#0,1,0,0022,0,0,999,999,1,9,0,4294967295,0x00000000,2130706433,/mnt/a%2Cb%28c%29):1"
+                .into(),
+        );
+        a.open_in_session(1, files[11], t0 + 43);
+        a.open_in_session(1, files[12], t0 + 43);
+        a.fs.unlink(&root, d, b"f12,(%)", t0 + 44).unwrap();
+        a.release_in_session(1, files[11], t0 + 45);
+        a.rebuild_chunk_refs();
+    }
+
+    #[test]
+    fn a_journaled_workload_replays_to_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_700_000_000;
+        let mut a = Core::offline(t0);
+        let mut b = Core::offline(t0);
+        a.metaid = 42;
+        a.fs.log(t0, "SETMETAID(42)".into());
+        a.changelog = Some(Changelog::open(dir.path(), 5, false).unwrap());
+        workload(&mut a, t0);
+        a.flush();
+        let text = std::fs::read_to_string(file_name(dir.path(), 0)).unwrap();
+        assert!(text.lines().count() > 40, "{text}");
+        for line in text.lines() {
+            assert!(b.replay_line(line).unwrap(), "{line}");
+        }
+        b.rebuild_chunk_refs();
+        assert_eq!(b.version, a.version);
+        assert_eq!(b.to_image(), a.to_image());
+        super::check_consistency(&b.fs).unwrap();
+        // Replaying again skips everything; a hole is refused.
+        assert!(!b.replay_line(text.lines().next().unwrap()).unwrap());
+        let hole = format!("{}: {t0}|ACCESS(1)", b.version + 1);
+        assert!(matches!(
+            b.replay_line(&hole),
+            Err(super::ReplayError::Version { .. })
+        ));
+        let wrong = format!("{}: {t0}|UNLINK(1,nothere):5", b.version);
+        assert!(b.replay_line(&wrong).is_err());
+        let mismatch = format!("{}: {t0}|CREATE(1,new,1,420,0,0,0,0):1", b.version);
+        assert!(b.replay_line(&mismatch).is_err());
+    }
+
+    #[test]
+    fn an_image_loads_back_to_the_same_state() {
+        let t0 = 1_700_000_000;
+        let mut a = Core::offline(t0);
+        workload(&mut a, t0);
+        let img = a.to_image();
+        let bytes = img.encode();
+        let decoded = antler_protocol::metadata::MetaImage::decode(&bytes).unwrap();
+        let mut b = Core::offline(t0);
+        b.load_image(decoded, t0 + 1000).unwrap();
+        let again = b.to_image();
+        // Only the sessions' disconnection time moves to the load time.
+        let mut want = img.clone();
+        for s in &mut want.sessions {
+            s.disconnected = t0 + 1000;
+        }
+        assert_eq!(again, want);
+        assert_eq!(b.fs.node_stats(ROOT), a.fs.node_stats(ROOT));
+        assert_eq!(b.chunks.map.get(&77).map(|c| c.fcount), Some(1));
+    }
+}

@@ -190,8 +190,8 @@ pub struct Core {
     pub(crate) cfg: MasterConfig,
     waiting: HashMap<u64, Vec<Waiter>>,
     cs_conn: HashMap<CsId, ConnId>,
-    csdb: HashMap<(u32, u16), CsId>,
-    next_csid: CsId,
+    pub(crate) csdb: HashMap<(u32, u16), CsId>,
+    pub(crate) next_csid: CsId,
     /// Virtual ends of files being appended to (`TRUNCATE` with RESERVE).
     append_res: HashMap<u32, u64>,
     /// Inodes each session holds open (kept apart so request handling can copy a
@@ -199,6 +199,8 @@ pub struct Core {
     pub(crate) open_files: HashMap<u32, HashSet<u32>>,
     /// Packets to send once the changes they acknowledge are journaled.
     outbox: RefCell<Vec<(ConnId, Vec<u8>)>>,
+    /// Sections of a loaded MooseFS file written back as they were.
+    pub(crate) kept: crate::metadata::Kept,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -230,6 +232,7 @@ impl Core {
             append_res: HashMap::new(),
             open_files: HashMap::new(),
             outbox: RefCell::new(Vec::new()),
+            kept: Default::default(),
         }
     }
 
@@ -269,6 +272,19 @@ impl Core {
             self.fs.log(now, format!("RELEASE({sid},{ino})"));
             self.fs.release(ino, now);
         }
+    }
+
+    /// A core with default settings and no exports: for offline tools (metadata
+    /// restore) and tests.
+    pub fn offline(now: u32) -> Core {
+        let file = antler_common::cfg::CfgFile::parse(std::path::Path::new("(defaults)"), "")
+            .expect("an empty config parses");
+        let cfg = MasterConfig::from_cfg(&file).expect("defaults are valid");
+        let exports = Exports {
+            path: Default::default(),
+            entries: Vec::new(),
+        };
+        Core::new(cfg, exports, 0, now)
     }
 
     /// Replaces the exports (reload).

@@ -532,13 +532,14 @@ impl MetaImage {
                                 n.checked_mul(8).ok_or_else(|| r.bad("chunk count"))?,
                                 "file chunks",
                             )?;
-                            NodeData::File {
-                                length,
-                                chunks: raw
-                                    .chunks_exact(8)
-                                    .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
-                                    .collect(),
+                            let mut chunks: Vec<u64> = raw
+                                .chunks_exact(8)
+                                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+                                .collect();
+                            while chunks.last() == Some(&0) {
+                                chunks.pop();
                             }
+                            NodeData::File { length, chunks }
                         }
                         other => return Err(r.bad(format!("node type {other}"))),
                     };
