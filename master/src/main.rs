@@ -7,6 +7,7 @@ use antler_common::logging;
 use antler_master::config::{MasterConfig, KNOWN_KEYS};
 use antler_master::exports::{Exports, SystemIds};
 use antler_master::server::{self, Core, Link};
+use antler_master::{changelog, metadata, recovery};
 use anyhow::{bail, Context};
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,8 +18,6 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 const NAME: &str = "mfsmaster";
-/// Where the metadata id is kept until metadata dumps carry it (see docs/master.md).
-const METAID_FILE: &str = "metaid.antler";
 
 fn main() -> ExitCode {
     let args = match daemon::parse_args(
@@ -59,49 +58,70 @@ fn main() -> ExitCode {
     code
 }
 
-/// Checks `metadata.mfs` the way a normal (non `-a`) start does and returns the
-/// metadata id to use.
-fn check_metadata(data: &Path) -> anyhow::Result<u64> {
-    let path = data.join("metadata.mfs");
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("can't find metadata.mfs - try using option '-a'")
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// Loads the state: `metadata.mfs` on a plain start (refused when missing, with
+/// MooseFS's hint); with `-a` the newest metadata file plus every changelog after it.
+/// Returns whether the result must be anchored by a fresh dump (a recovery).
+fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow::Result<bool> {
+    let now = unix_now();
+    if !args.has_flag('a') {
+        let path = data.join("metadata.mfs");
+        match metadata::read_header(&path) {
+            Ok(_) => {}
+            Err(_) if !path.exists() => {
+                bail!("can't find metadata.mfs - try using option '-a'")
+            }
+            Err(e) => bail!("{}: {e} - try using option '-a'", path.display()),
         }
-        Err(e) => bail!("error reading metadata.mfs - try using option '-a': {e}"),
+        metadata::load_file(core, &path, now).with_context(|| format!("{}", path.display()))?;
+        info!(version = core.version, "metadata loaded from {}", path.display());
+        return Ok(false);
+    }
+    let mut skipped = Vec::new();
+    let cands = recovery::metadata_candidates(data, &mut skipped)?;
+    for (p, e) in &skipped {
+        warn!("{}: {e} - skipped", p.display());
+    }
+    let Some(best) = cands.first() else {
+        bail!(recovery::RecoveryError::NoMetadata(data.to_path_buf()));
     };
-    if bytes.len() < 8 || &bytes[..5] != b"MFSM " {
-        bail!("metadata.mfs has wrong header - try using option '-a'");
-    }
-    if &bytes[..8] != b"MFSM NEW" {
-        bail!(
-            "{}: loading dumped metadata ('{}') is not implemented yet; only a new file system ('MFSM NEW') can be started",
-            path.display(),
-            String::from_utf8_lossy(&bytes[..8])
-        );
-    }
-    let idf = data.join(METAID_FILE);
-    if let Ok(b) = std::fs::read(&idf) {
-        if let Ok(a) = <[u8; 8]>::try_from(b.as_slice()) {
-            let id = u64::from_be_bytes(a);
-            if id != 0 {
-                return Ok(id);
+    if !args.has_flag('i') {
+        for c in &cands {
+            if c.header.metaid != 0 && best.header.metaid != 0 && c.header.metaid != best.header.metaid {
+                bail!(recovery::RecoveryError::MixedIds {
+                    path: c.path.clone(),
+                    found: c.header.metaid,
+                    chosen: best.path.clone(),
+                    want: best.header.metaid,
+                });
             }
         }
-        warn!(
-            "{}: unreadable metadata id, making a new one",
-            idf.display()
-        );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let id = (now << 32) | rand::random::<u32>() as u64;
-    write_durably(&idf, &id.to_be_bytes())
-        .with_context(|| format!("can't store the metadata id in {}", idf.display()))?;
-    info!("new metadata id: {id:016X}");
-    Ok(id)
+    eprintln!(
+        "loading metadata from {} (version {})",
+        best.path.display(),
+        best.header.version
+    );
+    metadata::load_file(core, &best.path, now)
+        .with_context(|| format!("{}", best.path.display()))?;
+    let files = recovery::changelog_files(data)?;
+    let r = recovery::replay_files(core, &files, true)?;
+    for (p, l) in &r.torn {
+        warn!("{}:{l}: incomplete last line ignored (it was never acknowledged)", p.display());
+    }
+    let msg = match r.range {
+        Some((a, b)) => format!("{} changes applied ({a}..{b})", r.applied),
+        None => "no changes to apply".to_string(),
+    };
+    info!(version = core.version, "recovered from {}: {msg}", best.path.display());
+    eprintln!("{msg}; metadata version is now {}", core.version);
+    Ok(true)
 }
 
 fn run(
@@ -117,9 +137,6 @@ fn run(
     }
     logging::init(&cfg.syslog_ident, args.foreground, false);
     file.warn_unknown(KNOWN_KEYS);
-    if args.has_flag('a') {
-        warn!("-a: metadata recovery from changelogs is not implemented yet; starting from metadata.mfs");
-    }
     let (exports, warnings) = Exports::load(&cfg.exports, &SystemIds)
         .with_context(|| "init: exports manager failed !!!".to_string())?;
     for w in &warnings {
@@ -131,8 +148,6 @@ fn run(
             cfg.exports.display()
         );
     }
-    let metaid = check_metadata(&cfg.data_path).context("init: metadata manager failed !!!")?;
-
     let cl_addr = resolve(&cfg.matocl.0, cfg.matocl.1)?;
     let cs_addr = resolve(&cfg.matocs.0, cfg.matocs.1)?;
     let cl = TcpListener::bind(cl_addr).with_context(|| format!("can't listen on {cl_addr}"))?;
@@ -149,11 +164,35 @@ fn run(
     }
     let _ = daemon::raise_nofile_limit(100_000);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
-    let core = Core::new(cfg.clone(), exports, metaid, now);
+    let now = unix_now();
+    let mut core = Core::new(cfg.clone(), exports, 0, now);
+    let data = cfg.data_path.clone();
+    let recovered = load_state(&mut core, &data, &args).context("init: metadata manager failed !!!")?;
+    if core.metaid == 0 {
+        core.metaid = ((now as u64) << 32) | rand::random::<u32>() as u64;
+        core.fs.log(now, format!("SETMETAID({})", core.metaid));
+        info!("new metadata id: {:016X}", core.metaid);
+    }
+    if recovered {
+        // Anchor the restored state: a fresh dump, and the replayed changelogs moved
+        // out of the way so the next recovery starts from here.
+        let bytes = core.to_image().encode();
+        metadata::write_back(&data, &bytes, cfg.back_meta_keep_previous)
+            .with_context(|| format!("can't write {}/metadata.mfs.back", data.display()))?;
+        changelog::rotate_files(&data, cfg.back_logs)?;
+    } else {
+        // As MooseFS: the loaded file becomes metadata.mfs.back, so after a crash a
+        // plain start refuses and `-a` replays the changelog on top of it.
+        metadata::shift_backs(&data, cfg.back_meta_keep_previous)?;
+        std::fs::rename(data.join("metadata.mfs"), data.join("metadata.mfs.back"))?;
+        antler_common::durable::sync_dir(&data)?;
+    }
+    core.changelog = Some(
+        changelog::Changelog::open(&data, cfg.back_logs, cfg.changelog_fsync)
+            .with_context(|| format!("can't open {}", changelog::file_name(&data, 0).display()))?,
+    );
+    core.flush();
+    let metaid = core.metaid;
     let (tx, rx) = mpsc::channel();
     let ids = Arc::new(AtomicU64::new(1));
     let shutdown = signals.shutdown_flag();
@@ -195,7 +234,24 @@ fn run(
         std::thread::sleep(Duration::from_millis(100));
     }
     shutdown.store(true, Ordering::Relaxed);
-    let _ = core_thread.join();
+    match core_thread.join() {
+        Ok(mut core) => {
+            core.flush();
+            let t = std::time::Instant::now();
+            let bytes = core.to_image().encode();
+            write_durably(&data.join("metadata.mfs"), &bytes)
+                .with_context(|| format!("can't write {}/metadata.mfs", data.display()))?;
+            if let Some(c) = &mut core.changelog {
+                c.rotate()?;
+            }
+            info!(
+                version = core.version,
+                ms = t.elapsed().as_millis() as u64,
+                "metadata saved to metadata.mfs"
+            );
+        }
+        Err(_) => error!("core thread panicked: metadata not saved; use -a to recover"),
+    }
     info!("exiting");
     drop(lock);
     Ok(())

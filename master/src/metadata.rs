@@ -414,3 +414,49 @@ impl Core {
         Ok(())
     }
 }
+
+/// `metadata.mfs.back` and its kept predecessors `metadata.mfs.back.1..keep`: shifts
+/// them one up (dropping the oldest) so a new `metadata.mfs.back` can take its place.
+pub fn shift_backs(dir: &Path, keep: u32) -> std::io::Result<()> {
+    let back = |n: u32| {
+        if n == 0 {
+            dir.join("metadata.mfs.back")
+        } else {
+            dir.join(format!("metadata.mfs.back.{n}"))
+        }
+    };
+    let _ = std::fs::remove_file(back(keep));
+    for n in (0..keep).rev() {
+        match std::fs::rename(back(n), back(n + 1)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a dump as `metadata.mfs.back` (temp file, fsync, rename, fsync of the
+/// directory), keeping `keep` older dumps.
+pub fn write_back(dir: &Path, bytes: &[u8], keep: u32) -> std::io::Result<()> {
+    let tmp = dir.join("metadata.mfs.back.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    shift_backs(dir, keep)?;
+    std::fs::rename(&tmp, dir.join("metadata.mfs.back"))?;
+    antler_common::durable::sync_dir(dir)
+}
+
+/// Loads the metadata file at `path` into `core` (`MFSM NEW` leaves it empty).
+pub fn load_file(core: &mut Core, path: &Path, now: u32) -> Result<(), MetaError> {
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("can't read: {e}")))?;
+    let m = MetaImage::decode(&bytes)?;
+    if bytes.starts_with(antler_protocol::metadata::NEW_SIGNATURE) {
+        return Ok(());
+    }
+    core.load_image(m, now)
+}

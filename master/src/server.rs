@@ -303,8 +303,15 @@ impl Core {
         }
     }
 
-    /// Handles one event.
+    /// Handles one event, journals its changes and sends its answers.
     pub fn handle(&mut self, ev: Event) {
+        self.process(ev);
+        self.flush();
+    }
+
+    /// Handles one event; its changes and answers wait for [`Core::flush`] (so a batch
+    /// of events shares one changelog write and sync).
+    pub fn process(&mut self, ev: Event) {
         let now = unix_now();
         match ev {
             Event::Open {
@@ -354,7 +361,6 @@ impl Core {
                 self.after_ops(now);
             }
         }
-        self.flush();
     }
 
     fn closed(&mut self, conn: ConnId, reason: &str, now: u32) {
@@ -2263,17 +2269,36 @@ fn writer(mut s: TcpStream, rx: Receiver<Vec<u8>>, nop: Vec<u8>, every: Duration
     let _ = s.shutdown(Shutdown::Both);
 }
 
-/// Runs the core loop until `shutdown` is set.
+/// Runs the core loop until `shutdown` is set, then hands the core back (for the final
+/// metadata dump). Every hour the changelog is rotated; every METADATA_SAVE_FREQ hours
+/// the state is dumped to `metadata.mfs.back` by a background writer thread (the image
+/// is built on the core thread, the file is written off it).
 pub fn run_core(
     mut core: Core,
     events: Receiver<Event>,
     shutdown: Arc<AtomicBool>,
     loop_min_time: u32,
-) {
+) -> Core {
     let mut last_tick = Instant::now();
+    let mut last_rotation = Instant::now();
+    let mut rotations = 0u32;
+    let mut writer: Option<std::thread::JoinHandle<()>> = None;
     while !shutdown.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(100)) {
-            Ok(ev) => core.handle(ev),
+            Ok(ev) => {
+                // Everything already queued forms one batch: one changelog write (and
+                // sync), then all the answers.
+                core.process(ev);
+                let mut n = 1;
+                while n < 256 {
+                    match events.try_recv() {
+                        Ok(ev) => core.process(ev),
+                        Err(_) => break,
+                    }
+                    n += 1;
+                }
+                core.flush();
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -2286,5 +2311,52 @@ pub fn run_core(
             let cap = (core.chunks.params.max_cps as usize / 5).max(1);
             core.tick(unix_now(), per_tick.min(cap));
         }
+        if last_rotation.elapsed() >= Duration::from_secs(3600) {
+            last_rotation = Instant::now();
+            rotations += 1;
+            let dump = rotations % core.cfg.metadata_save_freq.max(1) == 0;
+            if let Some(w) = writer.take() {
+                let _ = w.join();
+            }
+            writer = core.periodic_save(dump);
+        }
+    }
+    if let Some(w) = writer.take() {
+        let _ = w.join();
+    }
+    core
+}
+
+impl Core {
+    /// Rotates the changelog and, with `dump`, starts writing `metadata.mfs.back` in a
+    /// background thread (returned). The image and the rotation happen together, so the
+    /// new `changelog.0.mfs` starts exactly at the dump's version.
+    pub fn periodic_save(&mut self, dump: bool) -> Option<std::thread::JoinHandle<()>> {
+        self.flush();
+        let bytes = dump.then(|| self.to_image().encode());
+        if let Some(c) = &mut self.changelog {
+            if let Err(e) = c.rotate() {
+                error!("can't rotate changelog: {e}");
+            }
+        }
+        let bytes = bytes?;
+        let dir = self.cfg.data_path.clone();
+        let keep = self.cfg.back_meta_keep_previous;
+        let version = self.version;
+        std::thread::Builder::new()
+            .name("bgsaver".into())
+            .spawn(move || {
+                let t = Instant::now();
+                match crate::metadata::write_back(&dir, &bytes, keep) {
+                    Ok(()) => info!(
+                        version,
+                        bytes = bytes.len(),
+                        ms = t.elapsed().as_millis() as u64,
+                        "metadata saved to metadata.mfs.back"
+                    ),
+                    Err(e) => error!("can't save metadata to {}: {e}", dir.display()),
+                }
+            })
+            .ok()
     }
 }

@@ -365,7 +365,8 @@ pub fn antler_bin(name: &str) -> PathBuf {
     p
 }
 
-fn require_file(p: &str, what: &str) {
+/// Panics with an install hint when `p` is missing.
+pub fn require_file(p: &str, what: &str) {
     if !Path::new(p).exists() {
         panic!("{p} not found: install {what} (Debian package) first");
     }
@@ -1136,6 +1137,15 @@ impl Cluster {
     pub fn kill_master(&mut self) {
         self.master.kill();
         note("mfsmaster killed (SIGKILL)");
+    }
+
+    /// Run `kind` as the master from its next start on (same config and data directory):
+    /// a migration between the real master and Antler's.
+    pub fn set_master_kind(&mut self, kind: MasterKind) {
+        self.master.program = match kind {
+            MasterKind::Real => PathBuf::from(REAL_MFSMASTER),
+            MasterKind::Antler => antler_bin("mfsmaster"),
+        };
     }
 
     /// Start the master again (plain start; needs `metadata.mfs`, i.e. after [`Cluster::stop_master`]).

@@ -1,0 +1,353 @@
+//! Antler's `mfsmaster` keeps what it acknowledged: clean restarts (the real mount
+//! carries on, open files included), `kill -9` plus `-a` recovery during a write
+//! workload, metadata and changelogs written by a real MooseFS 3.0.117 master, real
+//! `mfsmetadump` reading our files, and `-a` refusing a corrupt changelog line.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use antler_tests::*;
+
+const MFSMETADUMP: &str = "/usr/sbin/mfsmetadump";
+
+/// Type, mode, owner, size, links, mtime, link target and path of everything under
+/// `root`, plus a checksum per file and every xattr; sorted.
+fn tree_state(root: &Path) -> String {
+    let find = Command::new("find")
+        .arg(".")
+        .args([
+            "-path",
+            "./.*",
+            "-prune",
+            "-o",
+            "-printf",
+            "%y %m %U %G %s %n %T@ [%l] %p\n",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("find");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&find.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let sums = Command::new("sh")
+        .args([
+            "-c",
+            "find . -path './.*' -prune -o -type f -print0 | sort -z | xargs -0 -r md5sum",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("md5sum");
+    lines.extend(String::from_utf8_lossy(&sums.stdout).lines().map(str::to_string));
+    let xattrs = Command::new("python3")
+        .args(["-c", "import os\nfor d,ds,fs in os.walk('.'):\n  for n in sorted(ds+fs):\n    p=os.path.join(d,n)\n    for a in sorted(os.listxattr(p,follow_symlinks=False)):\n      print('xattr',p,a,os.getxattr(p,a,follow_symlinks=False))"])
+        .current_dir(root)
+        .output()
+        .expect("xattrs");
+    lines.extend(String::from_utf8_lossy(&xattrs.stdout).lines().map(str::to_string));
+    lines.sort();
+    lines.join("\n")
+}
+
+/// A tree with every kind of change the changelog carries.
+const WORKLOAD: &str = r#"
+set -eu
+mkdir -p w/a/b w/c
+for i in $(seq 1 300); do echo "small $i" > w/a/f$i; done
+head -c 3000000 /dev/urandom > w/c/data
+head -c 70000000 /dev/urandom > w/c/big
+echo tail >> w/c/data
+truncate -s 1000 w/a/f1
+truncate -s 100000 w/a/f2
+ln w/a/f3 w/c/hard
+ln -s ../a/f4 w/c/sym
+mkfifo w/c/fifo
+mv w/a/f5 w/c/moved
+mv w/a/f6 w/a/f7
+rm w/a/f8 w/a/f9
+rmdir w/a/b
+chmod 4750 w/a/f10
+chown 1234:5678 w/a/f11
+touch -d '2001-02-03 04:05:06' w/a/f12
+python3 -c "import os; os.setxattr('w/a/f13','user.colour',b'bl,ue(x)%'); os.setxattr('w/a/f14','user.gone',b'x'); os.removexattr('w/a/f14','user.gone')"
+
+mfssetgoal -r 1 w/a >/dev/null
+mfssettrashtime 0 w/c/data >/dev/null
+mkdir 'w/odd name,(%)'
+echo odd > 'w/odd name,(%)/x'
+sync
+"#;
+
+fn run_workload(mnt: &Path) {
+    let out = run_with_timeout(
+        Command::new("bash").args(["-c", WORKLOAD]).current_dir(mnt),
+        Duration::from_secs(600),
+    )
+    .expect("workload");
+    assert!(
+        out.status.success(),
+        "workload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn antler_cluster() -> Cluster {
+    let mut c = Cluster::builder().master_kind(MasterKind::Antler).start();
+    c.add_chunkserver(CsKind::Real);
+    c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkservers(2, Duration::from_secs(90));
+    c
+}
+
+/// `mfsmetadump` output lines starting with `prefix`.
+fn metadump_count(file: &Path, prefix: &str) -> usize {
+    let out = Command::new(MFSMETADUMP).arg(file).output().expect("mfsmetadump");
+    assert!(
+        out.status.success(),
+        "mfsmetadump {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+/// A clean stop and start: everything is there, the real mount carries on without a
+/// remount (a file held open across the restart keeps being written), and the real
+/// `mfsmetadump` reads the `metadata.mfs` our master wrote.
+#[test]
+fn restart_keeps_everything_and_the_mount_carries_on() {
+    let _lock = cluster_lock();
+    require_file(MFSMETADUMP, "moosefs-master");
+    let mut c = antler_cluster();
+    let mnt = c.mount();
+    run_workload(&mnt);
+    let mut held = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(mnt.join("w/held"))
+        .unwrap();
+    held.write_all(b"before restart\n").unwrap();
+    held.sync_all().unwrap();
+    let before = tree_state(&mnt);
+
+    c.stop_master();
+    let meta = c.master_data_dir().join("metadata.mfs");
+    assert!(meta.exists(), "no metadata.mfs after a clean stop");
+    let nodes = metadump_count(&meta, "NODE|");
+    let files = before.lines().filter(|l| l.starts_with("f ")).count();
+    assert!(nodes > files, "mfsmetadump sees {nodes} nodes for {files} files");
+    assert!(metadump_count(&meta, "CHUNK|") >= 3);
+    assert!(metadump_count(&meta, "EDGE|") >= files);
+    assert!(metadump_count(&meta, "XATTR|") >= 1);
+    c.start_master();
+
+    // Same mount, same open file.
+    held.write_all(b"after restart\n").unwrap();
+    held.sync_all().unwrap();
+    let after = tree_state(&mnt);
+    // The held file grew, and with it the recursive sizes of `w` and the root.
+    let strip = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.contains("held") && !l.ends_with(" ./w") && !l.ends_with(" ."))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&after), strip(&before));
+    fs::write(mnt.join("w/new-after-restart"), b"new").unwrap();
+    let mut s = String::new();
+    held.seek(SeekFrom::Start(0)).unwrap();
+    held.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "before restart\nafter restart\n");
+    drop(held);
+    c.drop_caches();
+    let mnt = c.remount();
+    assert_eq!(
+        fs::read_to_string(mnt.join("w/held")).unwrap(),
+        "before restart\nafter restart\n"
+    );
+    c.assert_alive();
+}
+
+/// `kill -9` of the master in the middle of a write workload, then `mfsmaster -a`:
+/// every file whose fsync returned before the kill is intact, the workload carries on
+/// through the same mount, and the metadata version continues from where it was.
+#[test]
+fn kill_during_writes_and_recover_with_a() {
+    let _lock = cluster_lock();
+    let mut c = antler_cluster();
+    let mnt = c.mount();
+    fs::create_dir(mnt.join("load")).unwrap();
+    let list = c.base_dir().join("synced.list");
+    // Each file is written, fsynced (`sync FILE`), and only then listed with its sum.
+    let script = format!(
+        "set -u; i=0; while [ ! -e {stop} ]; do i=$((i+1)); f=load/f$i; head -c $(( (i % 7) * 300000 + 1000 )) /dev/urandom > $f && sync $f && md5sum $f >> {list}; done",
+        stop = c.base_dir().join("stop").display(),
+        list = list.display()
+    );
+    let mut load = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(&mnt)
+        .spawn()
+        .unwrap();
+    let wait_lines = |n: usize| {
+        let t = std::time::Instant::now();
+        while fs::read_to_string(&list).map_or(0, |s| s.lines().count()) < n {
+            assert!(t.elapsed() < Duration::from_secs(300), "workload stalled");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_lines(40);
+    let version_before = last_changelog_version(c.master_data_dir());
+    c.kill_master();
+    let synced_at_kill = fs::read_to_string(&list).unwrap().lines().count();
+    std::thread::sleep(Duration::from_secs(2));
+    c.start_master_recover();
+    wait_lines(synced_at_kill + 20);
+    fs::write(c.base_dir().join("stop"), b"").unwrap();
+    let _ = load.wait();
+    assert!(
+        c.master_log().contains("recovered from"),
+        "{}",
+        c.master_log()
+    );
+    let version_after = last_changelog_version(c.master_data_dir());
+    assert!(
+        version_after > version_before,
+        "version {version_after} after recovery, {version_before} before"
+    );
+    c.drop_caches();
+    let mnt = c.remount();
+    c.drop_caches();
+    let out = Command::new("md5sum")
+        .args(["-c", "--quiet"])
+        .arg(&list)
+        .current_dir(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "files lost or damaged after kill -9 and -a: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    note(format!(
+        "{synced_at_kill} files synced before the kill, {} in all; changelog version {version_before} -> {version_after}",
+        fs::read_to_string(&list).unwrap().lines().count()
+    ));
+    c.assert_alive();
+}
+
+/// The highest version in the master's changelog files.
+fn last_changelog_version(dir: &Path) -> u64 {
+    let mut best = 0;
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("changelog") {
+            for l in fs::read_to_string(e.path()).unwrap_or_default().lines() {
+                if let Some(v) = l.split(':').next().and_then(|v| v.parse::<u64>().ok()) {
+                    best = best.max(v);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// A cluster run by the real master moves to Antler's: once from `metadata.mfs` after
+/// a clean stop, once with `-a` from `metadata.mfs.back` plus `changelog.0.mfs` after a
+/// `kill -9`. Listings, xattrs and checksums stay the same.
+#[test]
+fn real_master_metadata_and_changelogs_load() {
+    let _lock = cluster_lock();
+    let mut c = Cluster::builder().master_kind(MasterKind::Real).start();
+    c.add_chunkserver(CsKind::Real);
+    c.add_chunkserver(CsKind::Antler);
+    c.wait_chunkservers(2, Duration::from_secs(90));
+    let mnt = c.mount();
+    run_workload(&mnt);
+    let before = tree_state(&mnt);
+
+    // 1. Clean stop of the real master, plain start of ours on its metadata.mfs.
+    c.stop_master();
+    c.set_master_kind(MasterKind::Antler);
+    c.start_master();
+    c.drop_caches();
+    let mnt = c.remount();
+    assert_eq!(tree_state(&mnt), before, "after loading the real master's metadata.mfs");
+    fs::write(mnt.join("w/by-antler"), b"written by antler").unwrap();
+    let with_ours = tree_state(&mnt);
+
+    // 2. Back to the real master (it loads the metadata.mfs we wrote), more changes,
+    // then a crash: ours recovers from metadata.mfs.back + changelog.0.mfs.
+    c.stop_master();
+    c.set_master_kind(MasterKind::Real);
+    c.start_master();
+    let mnt = c.remount();
+    assert_eq!(tree_state(&mnt), with_ours, "real master loading our metadata.mfs");
+    run_with_timeout(
+        Command::new("bash")
+            .args([
+                "-c",
+                "set -e; mkdir w/late; for i in $(seq 1 50); do echo $i > w/late/x$i; done; mv w/late/x1 w/late/y1; rm w/late/x2; python3 -c \"import os; os.setxattr('w/late/x3','user.late',b'1')\"; sync",
+            ])
+            .current_dir(&mnt),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    let late = tree_state(&mnt);
+    std::thread::sleep(Duration::from_secs(2));
+    c.kill_master();
+    c.set_master_kind(MasterKind::Antler);
+    c.start_master_recover();
+    c.drop_caches();
+    let mnt = c.remount();
+    assert_eq!(tree_state(&mnt), late, "after -a on the real master's files");
+    c.assert_alive();
+}
+
+/// A corrupt line in the changelog stops `-a` with the file and line named, and
+/// nothing is started.
+#[test]
+fn corrupt_changelog_line_stops_recovery() {
+    let _lock = cluster_lock();
+    let mut c = antler_cluster();
+    let mnt = c.mount();
+    for i in 0..20 {
+        fs::write(mnt.join(format!("f{i}")), b"x").unwrap();
+    }
+    c.kill_master();
+    let cl = c.master_data_dir().join("changelog.0.mfs");
+    let text = fs::read_to_string(&cl).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines.len() > 10, "{text}");
+    let bad = lines.len() / 2;
+    lines[bad] = lines[bad].replace('(', "[");
+    fs::write(&cl, lines.join("\n") + "\n").unwrap();
+    let out = run_with_timeout(
+        Command::new(antler_bin("mfsmaster"))
+            .args(["-a", "-f", "-c"])
+            .arg(c.master_cfg_path())
+            .arg("start"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a corrupt changelog: {err}");
+    let want = format!("changelog.0.mfs:{}", bad + 1);
+    assert!(err.contains(&want), "error does not name {want}: {err}");
+    assert!(!is_listening(c.master_client_port()));
+    // Repaired, it recovers.
+    fs::write(&cl, &text).unwrap();
+    c.start_master_recover();
+    let mnt = c.remount();
+    assert_eq!(fs::read(mnt.join("f19")).unwrap(), b"x");
+    c.assert_alive();
+}
