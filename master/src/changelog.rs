@@ -94,8 +94,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Changelog::open(dir.path(), 2, true).unwrap();
         let mut v = 5;
-        c.append(&mut v, &[(10, "ACCESS(1)".into()), (11, "ACCESS(2)".into())])
-            .unwrap();
+        c.append(
+            &mut v,
+            &[(10, "ACCESS(1)".into()), (11, "ACCESS(2)".into())],
+        )
+        .unwrap();
         assert_eq!(v, 7);
         let t = std::fs::read_to_string(file_name(dir.path(), 0)).unwrap();
         assert_eq!(t, "5: 10|ACCESS(1)\n6: 11|ACCESS(2)\n");

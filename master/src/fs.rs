@@ -6,12 +6,12 @@
 //! Chunk ids referenced by files live here (`File::chunks`); the chunk registry is told
 //! about dropped references through [`Fs::take_released`].
 
+use antler_protocol::changelog::escape;
 use antler_protocol::cltoma::{
     dir_size_encode, node_type as T, Attr, SetAttr, MATTR_ALLOWDATACACHE, MATTR_NOACACHE,
     MATTR_NOXATTR, SET_ATIME, SET_ATIME_NOW, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW, SET_UID,
     SET_WINATTR,
 };
-use antler_protocol::changelog::escape;
 use antler_protocol::codes::status as st;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -405,7 +405,13 @@ impl Fs {
             }) = self.node(d)
             {
                 for &c in dir.entries.values() {
-                    if matches!(self.node(c), Some(Node { kind: Kind::Dir(_), .. })) {
+                    if matches!(
+                        self.node(c),
+                        Some(Node {
+                            kind: Kind::Dir(_),
+                            ..
+                        })
+                    ) {
                         stack.push(c);
                     }
                 }
@@ -744,7 +750,11 @@ impl Fs {
         self.claim_inode(ino);
         self.nodes[ino as usize] = Some(Node {
             ntype,
-            mode: if ntype == T::SYMLINK { 0o777 } else { mode & 0o7777 },
+            mode: if ntype == T::SYMLINK {
+                0o777
+            } else {
+                mode & 0o7777
+            },
             uid,
             gid,
             atime: now,
@@ -1367,7 +1377,10 @@ impl Fs {
         }
         let after = (n.atime, n.mtime, n.ctime);
         if after != before {
-            self.log(now, format!("AMTIME({ino},{},{},{})", after.0, after.1, after.2));
+            self.log(
+                now,
+                format!("AMTIME({ino},{},{},{})", after.0, after.1, after.2),
+            );
         }
     }
 
@@ -1614,7 +1627,10 @@ impl Fs {
         })?;
         self.log(
             now,
-            format!("SETTRASHTIME({ino},{uid},{trashtime},{smode}):{},{},{}", c.0, c.1, c.2),
+            format!(
+                "SETTRASHTIME({ino},{uid},{trashtime},{smode}):{},{},{}",
+                c.0, c.1, c.2
+            ),
         );
         Ok(c)
     }
@@ -1638,7 +1654,10 @@ impl Fs {
         })?;
         self.log(
             now,
-            format!("SETSCLASS({ino},{uid},0,{goal},{smode}):{},{},{}", c.0, c.1, c.2),
+            format!(
+                "SETSCLASS({ino},{uid},0,{goal},{smode}):{},{},{}",
+                c.0, c.1, c.2
+            ),
         );
         Ok(c)
     }
@@ -1657,7 +1676,10 @@ impl Fs {
         })?;
         self.log(
             now,
-            format!("SETEATTR({ino},{uid},{bits},{smode}):{},{},{}", c.0, c.1, c.2),
+            format!(
+                "SETEATTR({ino},{uid},{bits},{smode}):{},{},{}",
+                c.0, c.1, c.2
+            ),
         );
         Ok(c)
     }

@@ -80,7 +80,11 @@ fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow
             Err(e) => bail!("{}: {e} - try using option '-a'", path.display()),
         }
         metadata::load_file(core, &path, now).with_context(|| format!("{}", path.display()))?;
-        info!(version = core.version, "metadata loaded from {}", path.display());
+        info!(
+            version = core.version,
+            "metadata loaded from {}",
+            path.display()
+        );
         return Ok(false);
     }
     let mut skipped = Vec::new();
@@ -93,7 +97,10 @@ fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow
     };
     if !args.has_flag('i') {
         for c in &cands {
-            if c.header.metaid != 0 && best.header.metaid != 0 && c.header.metaid != best.header.metaid {
+            if c.header.metaid != 0
+                && best.header.metaid != 0
+                && c.header.metaid != best.header.metaid
+            {
                 bail!(recovery::RecoveryError::MixedIds {
                     path: c.path.clone(),
                     found: c.header.metaid,
@@ -113,13 +120,20 @@ fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow
     let files = recovery::changelog_files(data)?;
     let r = recovery::replay_files(core, &files, true)?;
     for (p, l) in &r.torn {
-        warn!("{}:{l}: incomplete last line ignored (it was never acknowledged)", p.display());
+        warn!(
+            "{}:{l}: incomplete last line ignored (it was never acknowledged)",
+            p.display()
+        );
     }
     let msg = match r.range {
         Some((a, b)) => format!("{} changes applied ({a}..{b})", r.applied),
         None => "no changes to apply".to_string(),
     };
-    info!(version = core.version, "recovered from {}: {msg}", best.path.display());
+    info!(
+        version = core.version,
+        "recovered from {}: {msg}",
+        best.path.display()
+    );
     eprintln!("{msg}; metadata version is now {}", core.version);
     Ok(true)
 }
@@ -151,6 +165,8 @@ fn run(
     let cl_addr = resolve(&cfg.matocl.0, cfg.matocl.1)?;
     let cs_addr = resolve(&cfg.matocs.0, cfg.matocs.1)?;
     let cl = TcpListener::bind(cl_addr).with_context(|| format!("can't listen on {cl_addr}"))?;
+    let ml_addr = resolve(&cfg.matoml.0, cfg.matoml.1)?;
+    let ml = TcpListener::bind(ml_addr).with_context(|| format!("can't listen on {ml_addr}"))?;
     let cs = TcpListener::bind(cs_addr).with_context(|| format!("can't listen on {cs_addr}"))?;
 
     if !args.foreground {
@@ -167,19 +183,26 @@ fn run(
     let now = unix_now();
     let mut core = Core::new(cfg.clone(), exports, 0, now);
     let data = cfg.data_path.clone();
-    let recovered = load_state(&mut core, &data, &args).context("init: metadata manager failed !!!")?;
+    let recovered =
+        load_state(&mut core, &data, &args).context("init: metadata manager failed !!!")?;
     if core.metaid == 0 {
         core.metaid = ((now as u64) << 32) | rand::random::<u32>() as u64;
         core.fs.log(now, format!("SETMETAID({})", core.metaid));
         info!("new metadata id: {:016X}", core.metaid);
     }
-    if recovered {
-        // Anchor the restored state: a fresh dump, and the replayed changelogs moved
+    let was_new =
+        !recovered && metadata::read_header(&data.join("metadata.mfs")).is_ok_and(|h| h.new);
+    if recovered || was_new {
+        // Anchor the restored (or new) state: a fresh dump, and the replayed changelogs moved
         // out of the way so the next recovery starts from here.
         let bytes = core.to_image().encode();
         metadata::write_back(&data, &bytes, cfg.back_meta_keep_previous)
             .with_context(|| format!("can't write {}/metadata.mfs.back", data.display()))?;
         changelog::rotate_files(&data, cfg.back_logs)?;
+        if was_new {
+            // A metalogger only keeps a real dump, never `MFSM NEW`.
+            std::fs::remove_file(data.join("metadata.mfs"))?;
+        }
     } else {
         // As MooseFS: the loaded file becomes metadata.mfs.back, so after a crash a
         // plain start refuses and `-a` replays the changelog on top of it.
@@ -198,6 +221,7 @@ fn run(
     let shutdown = signals.shutdown_flag();
     for (l, link, nop) in [
         (cl, Link::Client, Duration::from_secs(1)),
+        (ml, Link::Metalogger, Duration::from_secs(10)),
         (
             cs,
             Link::Chunkserver,

@@ -10,11 +10,11 @@ use crate::chunks::Chunk;
 use crate::fs::{Dir, Fs, Kind, Node, DEFAULT_GOAL, ROOT};
 use crate::server::{Core, Session};
 use antler_protocol::cltoma::node_type as T;
+pub use antler_protocol::metadata::MetaError;
 use antler_protocol::metadata::{
     ntype, ChunkRec, CsdbRec, EdgeRec, Header, MetaImage, NodeData, NodeRec, SessionRec,
     FIRST_EDGE_ID,
 };
-pub use antler_protocol::metadata::MetaError;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
@@ -58,18 +58,20 @@ pub fn read_header(path: &Path) -> Result<MetaHeader, MetaError> {
         f.seek(SeekFrom::Start(len - 16)).map_err(io)?;
         f.read_exact(&mut tail).map_err(io)?;
     }
-    Ok(match antler_protocol::metadata::decode_header(&head, &tail)? {
-        Header::New => MetaHeader {
-            version: 1,
-            metaid: 0,
-            new: true,
+    Ok(
+        match antler_protocol::metadata::decode_header(&head, &tail)? {
+            Header::New => MetaHeader {
+                version: 1,
+                metaid: 0,
+                new: true,
+            },
+            Header::Dump { version, metaid } => MetaHeader {
+                version,
+                metaid,
+                new: false,
+            },
         },
-        Header::Dump { version, metaid } => MetaHeader {
-            version,
-            metaid,
-            new: false,
-        },
-    })
+    )
 }
 
 fn bad(what: String) -> MetaError {
@@ -182,7 +184,13 @@ impl Core {
                     edge_id: base + 1 + k as u64,
                     name: name.to_vec(),
                 });
-                if matches!(fs.node(child), Some(Node { kind: Kind::Dir(_), .. })) {
+                if matches!(
+                    fs.node(child),
+                    Some(Node {
+                        kind: Kind::Dir(_),
+                        ..
+                    })
+                ) {
                     stack.push(child);
                 }
             }
@@ -273,7 +281,10 @@ impl Core {
                 (ntype::FIFO | ntype::SOCKET, _) => (n.ntype, Kind::Other),
                 (ntype::BLOCKDEV | ntype::CHARDEV, NodeData::Dev(d)) => (n.ntype, Kind::Dev(d)),
                 (ntype::SYMLINK, NodeData::Symlink(p)) => (T::SYMLINK, Kind::Symlink(p.into())),
-                (ntype::FILE | ntype::TRASH | ntype::SUSTAINED, NodeData::File { length, chunks }) => {
+                (
+                    ntype::FILE | ntype::TRASH | ntype::SUSTAINED,
+                    NodeData::File { length, chunks },
+                ) => {
                     if n.ntype != ntype::FILE {
                         special.insert((n.inode, n.ntype));
                     }
@@ -314,12 +325,22 @@ impl Core {
             });
             fs.node_count += 1;
         }
-        if !matches!(fs.node(ROOT), Some(Node { kind: Kind::Dir(_), .. })) {
+        if !matches!(
+            fs.node(ROOT),
+            Some(Node {
+                kind: Kind::Dir(_),
+                ..
+            })
+        ) {
             return Err(bad("root node not found".into()));
         }
         for e in m.edges {
             if fs.node(e.child).is_none() {
-                return Err(bad(format!("edge {}/{:?}: child not found", e.parent, String::from_utf8_lossy(&e.name))));
+                return Err(bad(format!(
+                    "edge {}/{:?}: child not found",
+                    e.parent,
+                    String::from_utf8_lossy(&e.name)
+                )));
             }
             if e.parent == 0 {
                 if special.contains(&(e.child, ntype::TRASH)) {
@@ -327,11 +348,20 @@ impl Core {
                 } else if special.contains(&(e.child, ntype::SUSTAINED)) {
                     fs.detached.insert(e.child);
                 } else {
-                    return Err(bad(format!("trash edge to inode {} of a wrong type", e.child)));
+                    return Err(bad(format!(
+                        "trash edge to inode {} of a wrong type",
+                        e.child
+                    )));
                 }
                 continue;
             }
-            let child_is_dir = matches!(fs.node(e.child), Some(Node { kind: Kind::Dir(_), .. }));
+            let child_is_dir = matches!(
+                fs.node(e.child),
+                Some(Node {
+                    kind: Kind::Dir(_),
+                    ..
+                })
+            );
             match fs.nodes.get_mut(e.parent as usize).and_then(|n| n.as_mut()) {
                 Some(Node {
                     kind: Kind::Dir(d), ..
@@ -349,7 +379,9 @@ impl Core {
         }
         for (ino, name, value) in m.xattrs {
             if let Some(Some(n)) = fs.nodes.get_mut(ino as usize) {
-                n.xattrs.get_or_insert_with(Default::default).insert(name, value);
+                n.xattrs
+                    .get_or_insert_with(Default::default)
+                    .insert(name, value);
             }
         }
         fs.free = m.free.into_iter().collect();

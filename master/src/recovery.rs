@@ -277,13 +277,28 @@ mod tests {
         ] {
             assert!(is_metadata_name(n), "{n}");
         }
-        for n in ["metadata.mfs.tmp", "metadata.mfs.back.x", "metadata.crc", "metadata.mfs.back."] {
+        for n in [
+            "metadata.mfs.tmp",
+            "metadata.mfs.back.x",
+            "metadata.crc",
+            "metadata.mfs.back.",
+        ] {
             assert!(!is_metadata_name(n), "{n}");
         }
-        for n in ["changelog.0.mfs", "changelog.12.mfs", "changelog_ml.0.mfs", "changelog_ml_back.1.mfs"] {
+        for n in [
+            "changelog.0.mfs",
+            "changelog.12.mfs",
+            "changelog_ml.0.mfs",
+            "changelog_ml_back.1.mfs",
+        ] {
             assert!(is_changelog_name(n), "{n}");
         }
-        for n in ["changelog.mfs", "changelog.0.mfs.tmp", "changelog.x.mfs", "changelog_mlx.0.mfs"] {
+        for n in [
+            "changelog.mfs",
+            "changelog.0.mfs.tmp",
+            "changelog.x.mfs",
+            "changelog_mlx.0.mfs",
+        ] {
             assert!(!is_changelog_name(n), "{n}");
         }
     }

@@ -68,7 +68,10 @@ fn expect_counts(l: &Line<'_>, c: (u32, u32, u32)) -> Result<(), ReplayError> {
     if want.len() == 3 && want == got {
         Ok(())
     } else {
-        Err(failed(l, format!("counts {got:?}, changelog says {want:?}")))
+        Err(failed(
+            l,
+            format!("counts {got:?}, changelog says {want:?}"),
+        ))
     }
 }
 
@@ -238,12 +241,9 @@ impl Core {
             }
             "AMTIME" => {
                 l.want_args(4)?;
-                let r = self.fs.mr_amtime(
-                    l.u32_arg(0)?,
-                    l.u32_arg(1)?,
-                    l.u32_arg(2)?,
-                    l.u32_arg(3)?,
-                );
+                let r =
+                    self.fs
+                        .mr_amtime(l.u32_arg(0)?, l.u32_arg(1)?, l.u32_arg(2)?, l.u32_arg(3)?);
                 status(l, r)?;
             }
             "ACCESS" => {
@@ -483,25 +483,71 @@ mod tests {
         };
         let fs = &mut a.fs;
         let d = fs
-            .create(&root, ROOT, b"dir", T::DIRECTORY, 0o777, 0, 0, true, None, t0)
+            .create(
+                &root,
+                ROOT,
+                b"dir",
+                T::DIRECTORY,
+                0o777,
+                0,
+                0,
+                true,
+                None,
+                t0,
+            )
             .unwrap();
         let mut files = Vec::new();
         for i in 0..20 {
             let name = format!("f{i},(%)");
             files.push(
-                fs.create(&user, d, name.as_bytes(), T::FILE, 0o644, 0o022, 0, true, None, t0 + i)
-                    .unwrap(),
+                fs.create(
+                    &user,
+                    d,
+                    name.as_bytes(),
+                    T::FILE,
+                    0o644,
+                    0o022,
+                    0,
+                    true,
+                    None,
+                    t0 + i,
+                )
+                .unwrap(),
             );
         }
-        fs.create(&root, d, b"link", T::SYMLINK, 0, 0, 0, true, Some(b"f1,(%)"), t0)
-            .unwrap();
-        fs.create(&root, d, b"dev", T::CHARDEV, 0o600, 0, 0x0103, true, None, t0)
-            .unwrap();
+        fs.create(
+            &root,
+            d,
+            b"link",
+            T::SYMLINK,
+            0,
+            0,
+            0,
+            true,
+            Some(b"f1,(%)"),
+            t0,
+        )
+        .unwrap();
+        fs.create(
+            &root,
+            d,
+            b"dev",
+            T::CHARDEV,
+            0o600,
+            0,
+            0x0103,
+            true,
+            None,
+            t0,
+        )
+        .unwrap();
         fs.create(&root, ROOT, b"fifo", T::FIFO, 0o600, 0, 0, true, None, t0)
             .unwrap();
         fs.link(&root, files[0], ROOT, b"hard", t0 + 30).unwrap();
-        fs.rename(&root, d, b"f2,(%)", ROOT, b"moved", t0 + 31).unwrap();
-        fs.rename(&root, d, b"f3,(%)", ROOT, b"hard", t0 + 32).unwrap();
+        fs.rename(&root, d, b"f2,(%)", ROOT, b"moved", t0 + 31)
+            .unwrap();
+        fs.rename(&root, d, b"f3,(%)", ROOT, b"hard", t0 + 32)
+            .unwrap();
         fs.unlink(&root, d, b"f4,(%)", t0 + 33).unwrap();
         let sa = SetAttr {
             setmask: SET_MODE | SET_UID | SET_MTIME,
@@ -519,7 +565,10 @@ mod tests {
             .unwrap();
         fs.set_length(files[8], 1000, t0 + 37, true).unwrap();
         fs.set_chunk(files[8], 0, 77, 0).unwrap();
-        fs.log(t0 + 37, "WRITE(9,0,1,0):77".replace('9', &files[8].to_string()));
+        fs.log(
+            t0 + 37,
+            "WRITE(9,0,1,0):77".replace('9', &files[8].to_string()),
+        );
         fs.extend_length(files[8], 5000, t0 + 38).unwrap();
         fs.amtime(files[9], t0 + 50, t0 + 50, t0 + 50);
         fs.tool_goal(d, 0, 3, 4, t0 + 40).unwrap();

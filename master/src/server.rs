@@ -41,6 +41,8 @@ pub enum Link {
     Client,
     /// Chunkservers (9420).
     Chunkserver,
+    /// Metaloggers (9419).
+    Metalogger,
 }
 
 /// What reader threads and listeners tell the core.
@@ -139,6 +141,12 @@ enum ConnState {
     Cs {
         csid: Option<CsId>,
         random: Option<[u8; 32]>,
+    },
+    Ml {
+        registered: bool,
+        /// The file being downloaded, and the changelogs snapshotted with the metadata.
+        upload: Option<Arc<Vec<u8>>>,
+        chain: [Option<Arc<Vec<u8>>>; 2],
     },
 }
 
@@ -240,6 +248,7 @@ impl Core {
     pub fn flush(&mut self) {
         let journal = self.fs.take_journal();
         if !journal.is_empty() {
+            self.feed_metaloggers(self.version, &journal);
             match &mut self.changelog {
                 Some(c) => {
                     if let Err(e) = c.append(&mut self.version, &journal) {
@@ -268,7 +277,11 @@ impl Core {
 
     /// Drops one open file of a session.
     pub(crate) fn release_in_session(&mut self, sid: u32, ino: u32, now: u32) {
-        if self.open_files.get_mut(&sid).is_some_and(|o| o.remove(&ino)) {
+        if self
+            .open_files
+            .get_mut(&sid)
+            .is_some_and(|o| o.remove(&ino))
+        {
             self.fs.log(now, format!("RELEASE({sid},{ino})"));
             self.fs.release(ino, now);
         }
@@ -331,6 +344,11 @@ impl Core {
                         csid: None,
                         random: None,
                     },
+                    Link::Metalogger => ConnState::Ml {
+                        registered: false,
+                        upload: None,
+                        chain: [None, None],
+                    },
                 };
                 debug!(%peer, ?link, "connection opened");
                 self.conns.insert(
@@ -349,14 +367,10 @@ impl Core {
                 msg_type,
                 payload,
             } => {
-                let is_cs = matches!(
-                    self.conns.get(&conn).map(|c| &c.state),
-                    Some(ConnState::Cs { .. })
-                );
-                if is_cs {
-                    self.cs_packet(conn, msg_type, &payload, now);
-                } else {
-                    self.client_packet(conn, msg_type, &payload, now);
+                match self.conns.get(&conn).map(|c| &c.state) {
+                    Some(ConnState::Cs { .. }) => self.cs_packet(conn, msg_type, &payload, now),
+                    Some(ConnState::Ml { .. }) => self.ml_packet(conn, msg_type, &payload),
+                    _ => self.client_packet(conn, msg_type, &payload, now),
                 }
                 self.after_ops(now);
             }
@@ -368,6 +382,11 @@ impl Core {
             return;
         };
         match c.state {
+            ConnState::Ml { registered, .. } => {
+                if registered {
+                    info!(peer = %c.peer, "metalogger disconnected ({reason})");
+                }
+            }
             ConnState::Client { session, .. } => {
                 debug!(peer = %c.peer, "client connection closed: {reason}");
                 if let Some(sid) = session {
@@ -1604,7 +1623,8 @@ impl Core {
                 let counts = try_st!(
                     t,
                     msgid,
-                    self.fs.tool_trashtime(map_in(inode), uid, trashtime, smode, now)
+                    self.fs
+                        .tool_trashtime(map_in(inode), uid, trashtime, smode, now)
                 );
                 Self::counts_reply(t, msgid, counts)
             }
@@ -1801,8 +1821,7 @@ impl Core {
             match self.chunks.create(goal, now) {
                 Ok(id) => {
                     let _ = self.fs.set_chunk(inode, index, id, min_len);
-                    self.fs
-                        .log(now, format!("WRITE({inode},{index},1,0):{id}"));
+                    self.fs.log(now, format!("WRITE({inode},{index},1,0):{id}"));
                     self.waiting.entry(id).or_default().push(Waiter::Write {
                         conn,
                         msgid,
@@ -2195,10 +2214,11 @@ pub fn serve_listener(
         let max = match link {
             Link::Client => cl::CLTOMA_MAXPACKETSIZE,
             Link::Chunkserver => codes::CSTOMA_MAXPACKETSIZE,
+            Link::Metalogger => 1_500_000,
         };
         let nop = match link {
             Link::Client => Reply::with_msgid(codes::ANTOAN_NOP, 0).finish(),
-            Link::Chunkserver => Reply::new(codes::ANTOAN_NOP).finish(),
+            Link::Chunkserver | Link::Metalogger => Reply::new(codes::ANTOAN_NOP).finish(),
         };
         let _ = std::thread::Builder::new()
             .name(format!("rd-{conn}"))
@@ -2339,6 +2359,7 @@ impl Core {
                 error!("can't rotate changelog: {e}");
             }
         }
+        self.to_metaloggers(antler_protocol::matoml::log_rotate());
         let bytes = bytes?;
         let dir = self.cfg.data_path.clone();
         let keep = self.cfg.back_meta_keep_previous;
@@ -2358,5 +2379,116 @@ impl Core {
                 }
             })
             .ok()
+    }
+}
+
+// ------------------------------------------------------------------ metaloggers
+
+impl Core {
+    /// Sends `pkt` to every registered metalogger.
+    fn to_metaloggers(&self, pkt: Vec<u8>) {
+        for c in self.conns.values() {
+            if let ConnState::Ml {
+                registered: true, ..
+            } = c.state
+            {
+                let _ = c.tx.send(pkt.clone());
+            }
+        }
+    }
+
+    /// Streams journaled changes (versions `first`, `first + 1`, ...) to the metaloggers.
+    fn feed_metaloggers(&self, first: u64, journal: &[(u32, String)]) {
+        let any = self.conns.values().any(|c| {
+            matches!(
+                c.state,
+                ConnState::Ml {
+                    registered: true,
+                    ..
+                }
+            )
+        });
+        if !any {
+            return;
+        }
+        for (i, (ts, body)) in journal.iter().enumerate() {
+            self.to_metaloggers(antler_protocol::matoml::changes_log(
+                first + i as u64,
+                &format!("{ts}|{body}"),
+            ));
+        }
+    }
+
+    fn ml_packet(&mut self, conn: ConnId, t: u32, p: &[u8]) {
+        use antler_protocol::matoml::{self as ml, MlToMaster};
+        let msg = match MlToMaster::decode(t, p) {
+            Ok(m) => m,
+            Err(e) => return self.close(conn, &format!("metalogger: {e}")),
+        };
+        let data = self.cfg.data_path.clone();
+        let Some(Conn {
+            state:
+                ConnState::Ml {
+                    registered,
+                    upload,
+                    chain,
+                },
+            peer,
+            tx,
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return;
+        };
+        let read = |name: &str| std::fs::read(data.join(name)).ok().map(Arc::new);
+        match msg {
+            MlToMaster::Nop => {}
+            MlToMaster::Register {
+                version,
+                timeout,
+                next_version,
+            } => {
+                if *registered {
+                    let why = "metalogger registered twice";
+                    return self.close(conn, why);
+                }
+                *registered = true;
+                // Nothing is replayed from memory: a metalogger asking for old changes
+                // (version-2 form) sees a gap and downloads the metadata again.
+                info!(peer = %peer, version = %antler_protocol::version::version_str(version), timeout, ?next_version, "metalogger registered");
+            }
+            MlToMaster::DownloadStart { file } => {
+                let size = match file {
+                    1 => {
+                        *upload = read("metadata.mfs.back");
+                        *chain = [read("changelog.0.mfs"), read("changelog.1.mfs")];
+                        upload.as_ref().map(|u| u.len() as u64)
+                    }
+                    11 | 12 => {
+                        *upload = chain[(file - 11) as usize].take();
+                        Some(upload.as_ref().map_or(0, |u| u.len() as u64))
+                    }
+                    other => {
+                        let why = format!("metalogger asked for unknown file {other}");
+                        return self.close(conn, &why);
+                    }
+                };
+                debug!(peer = %peer, file, ?size, "metalogger download");
+                let _ = tx.send(ml::download_info(size));
+            }
+            MlToMaster::DownloadRequest { offset, leng } => {
+                let Some(u) = upload.as_ref() else {
+                    return self.close(conn, "metalogger: download request without a file");
+                };
+                let start = (offset as usize).min(u.len());
+                let end = start.saturating_add(leng as usize).min(u.len());
+                if end - start != leng as usize {
+                    let why = format!("metalogger: request beyond the end ({offset}+{leng})");
+                    return self.close(conn, &why);
+                }
+                let _ = tx.send(ml::download_data(offset, &u[start..end]));
+            }
+            MlToMaster::DownloadEnd => *upload = None,
+        }
     }
 }

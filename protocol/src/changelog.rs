@@ -77,7 +77,10 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, LineError> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = |c: u8| (c as char).to_digit(16);
-            match (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            match (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
                 _ => return Err(LineError::BadEscape(s.to_string())),
             }
@@ -117,7 +120,11 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
         return Err(LineError::BadShape);
     }
     let op = &rest[..open];
-    if op.is_empty() || !op.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+    if op.is_empty()
+        || !op
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
         return Err(LineError::BadShape);
     }
     let inner = &rest[open + 1..close];
@@ -270,7 +277,10 @@ mod tests {
 
     #[test]
     fn escaping_matches_moosefs_rules() {
-        assert_eq!(escape(b"a,b(c)%d\n\x7f\xff ok"), "a%2Cb%28c%29%25d%0A%7F%FF ok");
+        assert_eq!(
+            escape(b"a,b(c)%d\n\x7f\xff ok"),
+            "a%2Cb%28c%29%25d%0A%7F%FF ok"
+        );
         assert_eq!(unescape("a%2cb%28").unwrap(), b"a,b(");
         assert!(unescape("bad%2").is_err());
         assert!(unescape("bad%zz").is_err());

@@ -14,6 +14,7 @@
 //!   and its file name.
 //! - [`crc`]: zlib CRC-32 helpers (MooseFS uses plain CRC-32 per 64 KiB block).
 //! - [`changelog`]: the master's text changelog lines (`<version>: <ts>|OP(args):result`).
+//! - [`matoml`]: master ↔ metalogger messages.
 //! - [`metadata`]: the master's `MFSM 2.0` metadata file.
 //! - [`auth`]: the MD5 challenge used by AUTH_CODE and export passwords.
 //!
@@ -28,6 +29,7 @@ pub mod crc;
 pub mod cstoma;
 pub mod data;
 pub mod frame;
+pub mod matoml;
 pub mod metadata;
 pub mod version;
 

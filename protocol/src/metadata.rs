@@ -340,13 +340,19 @@ impl<'a> R<'a> {
         Ok(self.take(1, w)?[0])
     }
     fn u16(&mut self, w: &'static str) -> Result<u16, MetaError> {
-        Ok(u16::from_be_bytes(self.take(2, w)?.try_into().unwrap_or_default()))
+        Ok(u16::from_be_bytes(
+            self.take(2, w)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u32(&mut self, w: &'static str) -> Result<u32, MetaError> {
-        Ok(u32::from_be_bytes(self.take(4, w)?.try_into().unwrap_or_default()))
+        Ok(u32::from_be_bytes(
+            self.take(4, w)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self, w: &'static str) -> Result<u64, MetaError> {
-        Ok(u64::from_be_bytes(self.take(8, w)?.try_into().unwrap_or_default()))
+        Ok(u64::from_be_bytes(
+            self.take(8, w)?.try_into().unwrap_or_default(),
+        ))
     }
     fn bad(&self, what: impl Into<String>) -> MetaError {
         MetaError::BadValue {
@@ -490,8 +496,7 @@ impl MetaImage {
                     }
                     r.take(4 * org * (c + k + a), "storage class labels")?;
                     if id >= 10 {
-                        self.user_sclasses
-                            .push((id, r.b[start..r.p].to_vec()));
+                        self.user_sclasses.push((id, r.b[start..r.p].to_vec()));
                     }
                 }
             }
@@ -577,7 +582,10 @@ impl MetaImage {
             b"QUOT" => {
                 let start = r.p;
                 let n = r.u32("QUOT header")? as usize;
-                r.take(n.checked_mul(70).ok_or_else(|| r.bad("quota count"))?, "quota")?;
+                r.take(
+                    n.checked_mul(70).ok_or_else(|| r.bad("quota count"))?,
+                    "quota",
+                )?;
                 self.quota_raw = if n == 0 {
                     Vec::new()
                 } else {
@@ -905,7 +913,10 @@ mod tests {
             MetaImage::decode(&c),
             Err(MetaError::UnknownSection { .. })
         ));
-        assert_eq!(MetaImage::decode(NEW_SIGNATURE).unwrap(), MetaImage::empty());
+        assert_eq!(
+            MetaImage::decode(NEW_SIGNATURE).unwrap(),
+            MetaImage::empty()
+        );
     }
 
     fn node() -> impl Strategy<Value = NodeRec> {
@@ -916,37 +927,39 @@ mod tests {
             proptest::collection::vec(any::<u64>(), 0..5),
             proptest::collection::vec(any::<u8>(), 0..20),
         )
-            .prop_map(|(t, inode, (sc, ea, mode, uid, gid, a, m, c, th), mut ch, p)| {
-                let data = match t {
-                    ntype::FILE | ntype::TRASH | ntype::SUSTAINED => {
-                        while ch.last() == Some(&0) {
-                            ch.pop();
+            .prop_map(
+                |(t, inode, (sc, ea, mode, uid, gid, a, m, c, th), mut ch, p)| {
+                    let data = match t {
+                        ntype::FILE | ntype::TRASH | ntype::SUSTAINED => {
+                            while ch.last() == Some(&0) {
+                                ch.pop();
+                            }
+                            NodeData::File {
+                                length: a as u64 * 3,
+                                chunks: ch,
+                            }
                         }
-                        NodeData::File {
-                            length: a as u64 * 3,
-                            chunks: ch,
-                        }
+                        ntype::SYMLINK => NodeData::Symlink(p),
+                        ntype::BLOCKDEV | ntype::CHARDEV => NodeData::Dev(uid ^ gid),
+                        _ => NodeData::None,
+                    };
+                    NodeRec {
+                        ntype: t,
+                        inode,
+                        sclass: sc,
+                        eattr: ea,
+                        winattr: 0,
+                        mode: mode & 0o7777,
+                        uid,
+                        gid,
+                        atime: a,
+                        mtime: m,
+                        ctime: c,
+                        trash_hours: th,
+                        data,
                     }
-                    ntype::SYMLINK => NodeData::Symlink(p),
-                    ntype::BLOCKDEV | ntype::CHARDEV => NodeData::Dev(uid ^ gid),
-                    _ => NodeData::None,
-                };
-                NodeRec {
-                    ntype: t,
-                    inode,
-                    sclass: sc,
-                    eattr: ea,
-                    winattr: 0,
-                    mode: mode & 0o7777,
-                    uid,
-                    gid,
-                    atime: a,
-                    mtime: m,
-                    ctime: c,
-                    trash_hours: th,
-                    data,
-                }
-            })
+                },
+            )
     }
 
     proptest! {

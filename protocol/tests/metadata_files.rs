@@ -7,7 +7,12 @@ use antler_protocol::metadata::{ntype, MetaImage, NodeData};
 use std::path::PathBuf;
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn dump_count(name: &str, prefix: &str) -> usize {

@@ -41,13 +41,21 @@ fn tree_state(root: &Path) -> String {
         .current_dir(root)
         .output()
         .expect("md5sum");
-    lines.extend(String::from_utf8_lossy(&sums.stdout).lines().map(str::to_string));
+    lines.extend(
+        String::from_utf8_lossy(&sums.stdout)
+            .lines()
+            .map(str::to_string),
+    );
     let xattrs = Command::new("python3")
         .args(["-c", "import os\nfor d,ds,fs in os.walk('.'):\n  for n in sorted(ds+fs):\n    p=os.path.join(d,n)\n    for a in sorted(os.listxattr(p,follow_symlinks=False)):\n      print('xattr',p,a,os.getxattr(p,a,follow_symlinks=False))"])
         .current_dir(root)
         .output()
         .expect("xattrs");
-    lines.extend(String::from_utf8_lossy(&xattrs.stdout).lines().map(str::to_string));
+    lines.extend(
+        String::from_utf8_lossy(&xattrs.stdout)
+            .lines()
+            .map(str::to_string),
+    );
     lines.sort();
     lines.join("\n")
 }
@@ -81,10 +89,13 @@ echo odd > 'w/odd name,(%)/x'
 sync
 "#;
 
-/// Asserts two [`tree_state`]s are equal, showing only the lines that differ.
+/// Asserts two [`tree_state`]s are equal, showing only the lines that differ. The root's
+/// own line is left out: a live master's recursive size of the root can lag its
+/// children's by a few bytes (the real master's and ours alike, after this workload: 9
+/// bytes), and a load recounts it.
 fn assert_same(got: &str, want: &str, what: &str) {
-    let g: std::collections::BTreeSet<&str> = got.lines().collect();
-    let w: std::collections::BTreeSet<&str> = want.lines().collect();
+    let g: std::collections::BTreeSet<&str> = got.lines().filter(|l| !l.ends_with(" .")).collect();
+    let w: std::collections::BTreeSet<&str> = want.lines().filter(|l| !l.ends_with(" .")).collect();
     let missing: Vec<&&str> = w.difference(&g).collect();
     let extra: Vec<&&str> = g.difference(&w).collect();
     assert!(
@@ -116,7 +127,10 @@ fn antler_cluster() -> Cluster {
 
 /// `mfsmetadump` output lines starting with `prefix`.
 fn metadump_count(file: &Path, prefix: &str) -> usize {
-    let out = Command::new(MFSMETADUMP).arg(file).output().expect("mfsmetadump");
+    let out = Command::new(MFSMETADUMP)
+        .arg(file)
+        .output()
+        .expect("mfsmetadump");
     assert!(
         out.status.success(),
         "mfsmetadump {} failed: {}",
@@ -155,7 +169,10 @@ fn restart_keeps_everything_and_the_mount_carries_on() {
     assert!(meta.exists(), "no metadata.mfs after a clean stop");
     let nodes = metadump_count(&meta, "NODE|");
     let files = before.lines().filter(|l| l.starts_with("f ")).count();
-    assert!(nodes > files, "mfsmetadump sees {nodes} nodes for {files} files");
+    assert!(
+        nodes > files,
+        "mfsmetadump sees {nodes} nodes for {files} files"
+    );
     assert!(metadump_count(&meta, "CHUNK|") >= 3);
     assert!(metadump_count(&meta, "EDGE|") >= files);
     assert!(metadump_count(&meta, "XATTR|") >= 1);
@@ -298,7 +315,11 @@ fn real_master_metadata_and_changelogs_load() {
     c.start_master();
     c.drop_caches();
     let mnt = c.remount();
-    assert_same(&tree_state(&mnt), &before, "after loading the real master's metadata.mfs");
+    assert_same(
+        &tree_state(&mnt),
+        &before,
+        "after loading the real master's metadata.mfs",
+    );
     fs::write(mnt.join("w/by-antler"), b"written by antler").unwrap();
     let with_ours = tree_state(&mnt);
 
@@ -308,7 +329,11 @@ fn real_master_metadata_and_changelogs_load() {
     c.set_master_kind(MasterKind::Real);
     c.start_master();
     let mnt = c.remount();
-    assert_same(&tree_state(&mnt), &with_ours, "real master loading our metadata.mfs");
+    assert_same(
+        &tree_state(&mnt),
+        &with_ours,
+        "real master loading our metadata.mfs",
+    );
     run_with_timeout(
         Command::new("bash")
             .args([
@@ -326,7 +351,11 @@ fn real_master_metadata_and_changelogs_load() {
     c.start_master_recover();
     c.drop_caches();
     let mnt = c.remount();
-    assert_same(&tree_state(&mnt), &late, "after -a on the real master's files");
+    assert_same(
+        &tree_state(&mnt),
+        &late,
+        "after -a on the real master's files",
+    );
     c.assert_alive();
 }
 
@@ -357,7 +386,10 @@ fn corrupt_changelog_line_stops_recovery() {
     )
     .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started on a corrupt changelog: {err}");
+    assert!(
+        !out.status.success(),
+        "started on a corrupt changelog: {err}"
+    );
     let want = format!("changelog.0.mfs:{}", bad + 1);
     assert!(err.contains(&want), "error does not name {want}: {err}");
     assert!(!is_listening(c.master_client_port()));
@@ -366,5 +398,99 @@ fn corrupt_changelog_line_stops_recovery() {
     c.start_master_recover();
     let mnt = c.remount();
     assert_eq!(fs::read(mnt.join("f19")).unwrap(), b"x");
+    c.assert_alive();
+}
+
+/// A real `mfsmetalogger` (Debian 3.0.117) started by a test; killed by PID on drop.
+struct Metalogger {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Metalogger {
+    fn start(base: &Path, master_ml_port: u16) -> Metalogger {
+        let dir = base.join("metalogger");
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = base.join("etc/mfsmetalogger.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "WORKING_USER = root\nWORKING_GROUP = root\nSYSLOG_IDENT = mfsmetalogger-test\nDATA_PATH = {}\nMASTER_HOST = 127.0.0.1\nMASTER_PORT = {master_ml_port}\nMASTER_RECONNECTION_DELAY = 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let log = base.join("logs/metalogger.log");
+        let out = fs::File::create(&log).unwrap();
+        let child = Command::new("/usr/sbin/mfsmetalogger")
+            .args(["-f", "-c"])
+            .arg(&cfg)
+            .arg("start")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Metalogger { child, dir, log }
+    }
+}
+
+impl Drop for Metalogger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real metalogger follows our master (metadata download, then the live changelog);
+/// the master's data directory is wiped; `-a` on the metalogger's files recovers
+/// everything.
+#[test]
+fn real_metalogger_follows_and_restores_a_wiped_master() {
+    let _lock = cluster_lock();
+    require_file("/usr/sbin/mfsmetalogger", "moosefs-metalogger");
+    let mut c = antler_cluster();
+    let mut ml = Metalogger::start(c.base_dir(), c.master_ml_port());
+    let mnt = c.mount();
+    run_workload(&mnt);
+    let want = tree_state(&mnt);
+    let master_dir = c.master_data_dir().to_path_buf();
+    let target = last_changelog_version(&master_dir);
+    let t = std::time::Instant::now();
+    while last_changelog_version(&ml.dir) < target {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "metalogger at version {} of {target}: {}",
+            last_changelog_version(&ml.dir),
+            fs::read_to_string(&ml.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    note(format!(
+        "metalogger caught up with version {target} after {:?}",
+        t.elapsed()
+    ));
+    c.kill_master();
+    let _ = ml.child.kill();
+    let _ = ml.child.wait();
+    for e in fs::read_dir(&master_dir).unwrap().flatten() {
+        if e.path().is_file() {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    for e in fs::read_dir(&ml.dir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("metadata_ml") || n.starts_with("changelog_ml") {
+            fs::copy(e.path(), master_dir.join(&n)).unwrap();
+        }
+    }
+    c.start_master_recover();
+    c.drop_caches();
+    let mnt = c.remount();
+    assert_same(
+        &tree_state(&mnt),
+        &want,
+        "after -a from the metalogger's files",
+    );
     c.assert_alive();
 }
