@@ -162,11 +162,77 @@ pub struct Node {
     /// Windows attributes.
     pub winattr: u8,
     /// Parent directories, one entry per link.
-    pub parents: Vec<u32>,
+    pub parents: Parents,
     /// Extended attributes.
     pub xattrs: Option<Box<BTreeMap<Vec<u8>, Vec<u8>>>>,
     /// Type-specific data.
     pub kind: Kind,
+}
+
+/// The directories holding a node's links (one entry per link): the first inline, hard
+/// links beyond it on the heap, so the common single-link node costs 16 bytes here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parents {
+    first: u32,
+    more: Option<Box<Vec<u32>>>,
+}
+
+impl Parents {
+    /// No parent.
+    pub fn new() -> Parents {
+        Parents::default()
+    }
+    /// The first parent (the one `..` and path walks use).
+    pub fn first(&self) -> Option<u32> {
+        (self.first != 0).then_some(self.first)
+    }
+    /// Number of links.
+    pub fn len(&self) -> usize {
+        (self.first != 0) as usize + self.more.as_ref().map_or(0, |m| m.len())
+    }
+    /// No link at all.
+    pub fn is_empty(&self) -> bool {
+        self.first == 0
+    }
+    /// Adds a link from `p`.
+    pub fn push(&mut self, p: u32) {
+        if self.first == 0 {
+            self.first = p;
+        } else {
+            self.more.get_or_insert_with(Default::default).push(p);
+        }
+    }
+    /// Removes one link from `p`; false when there is none.
+    pub fn remove_one(&mut self, p: u32) -> bool {
+        if let Some(m) = self.more.as_mut() {
+            if let Some(i) = m.iter().position(|&x| x == p) {
+                m.swap_remove(i);
+            } else if self.first == p {
+                self.first = m.swap_remove(0);
+            } else {
+                return false;
+            }
+            if m.is_empty() {
+                self.more = None;
+            }
+            return true;
+        }
+        if self.first == p && p != 0 {
+            self.first = 0;
+            return true;
+        }
+        false
+    }
+    /// Whether `p` holds one of the links.
+    pub fn contains(&self, p: u32) -> bool {
+        p != 0 && (self.first == p || self.more.as_ref().is_some_and(|m| m.contains(&p)))
+    }
+    /// All parents, one per link.
+    pub fn to_vec(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.first().into_iter().collect();
+        v.extend(self.more.iter().flat_map(|m| m.iter().copied()));
+        v
+    }
 }
 
 /// The caller of an operation, after maproot/mapall.
@@ -320,7 +386,7 @@ impl Fs {
             trash_hours: (DEFAULT_TRASHTIME / 3600) as u16,
             eattr: 0,
             winattr: 0,
-            parents: Vec::new(),
+            parents: Parents::new(),
             xattrs: None,
             kind: Kind::Dir(Box::default()),
         });
@@ -447,7 +513,7 @@ impl Fs {
                 dd.stats.add(plus);
                 dd.stats.sub(minus);
             }
-            cur = n.parents.first().copied();
+            cur = n.parents.first();
         }
     }
 
@@ -457,7 +523,7 @@ impl Fs {
         let r = f(self.get_mut(ino)?);
         let after = self.node_stats(ino);
         if before != after {
-            let parents = self.get(ino)?.parents.clone();
+            let parents = self.get(ino)?.parents.to_vec();
             for p in parents {
                 self.stats_apply(p, &after, &before);
             }
@@ -549,7 +615,7 @@ impl Fs {
             return Ok(parent);
         }
         if name == b".." {
-            return Ok(p.parents.first().copied().unwrap_or(ROOT));
+            return Ok(p.parents.first().unwrap_or(ROOT));
         }
         if !name_ok(name) {
             return Err(st::EINVAL);
@@ -635,9 +701,7 @@ impl Fs {
             }
         }
         if let Some(n) = self.node_mut(ino) {
-            if let Some(i) = n.parents.iter().position(|&p| p == parent) {
-                n.parents.swap_remove(i);
-            }
+            n.parents.remove_one(parent);
         }
         if let Some(p) = self.node_mut(parent) {
             p.mtime = now;
@@ -768,7 +832,7 @@ impl Fs {
             },
             eattr: if ntype == T::SYMLINK { 0 } else { ea },
             winattr: 0,
-            parents: Vec::new(),
+            parents: Parents::new(),
             xattrs: None,
             kind,
         });
@@ -913,7 +977,7 @@ impl Fs {
             if ino == anc {
                 return true;
             }
-            match self.node(ino).and_then(|n| n.parents.first().copied()) {
+            match self.node(ino).and_then(|n| n.parents.first()) {
                 Some(p) => ino = p,
                 None => return false,
             }
@@ -1100,7 +1164,7 @@ impl Fs {
         });
         v.push(DirEntry {
             name: b"..".to_vec(),
-            inode: n.parents.first().copied().unwrap_or(ino),
+            inode: n.parents.first().unwrap_or(ino),
         });
         for (name, &i) in &d.entries {
             v.push(DirEntry {
@@ -1706,34 +1770,35 @@ impl Fs {
     /// Checks that every directory entry's child lists that directory as a parent (once
     /// per entry) and that every node but the root and open detached files is reachable.
     pub fn check_links(&self) -> Result<(), String> {
-        let mut refs: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut count = vec![0u32; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(Node {
                 kind: Kind::Dir(d), ..
             }) = n
             {
                 for (name, &c) in &d.entries {
-                    if self.node(c).is_none() {
+                    let ok = self.node(c).is_some_and(|n| n.parents.contains(i as u32));
+                    if !ok {
                         return Err(format!(
-                            "entry {i}/{} points at missing node {c}",
+                            "entry {i}/{} points at node {c}, which is missing or does not list {i} as a parent",
                             String::from_utf8_lossy(name)
                         ));
                     }
-                    refs.entry(c).or_default().push(i as u32);
+                    count[c as usize] += 1;
                 }
             }
         }
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(n) = n else { continue };
             let i = i as u32;
-            let mut want = refs.remove(&i).unwrap_or_default();
-            let mut have = n.parents.clone();
-            want.sort_unstable();
-            have.sort_unstable();
-            if want != have {
-                return Err(format!("node {i}: parents {have:?}, entries {want:?}"));
+            if count[i as usize] as usize != n.parents.len() {
+                return Err(format!(
+                    "node {i}: {} parents, {} entries",
+                    n.parents.len(),
+                    count[i as usize]
+                ));
             }
-            if have.is_empty()
+            if n.parents.is_empty()
                 && i != ROOT
                 && !self.detached.contains(&i)
                 && !self.trash.contains_key(&i)

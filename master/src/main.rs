@@ -164,10 +164,7 @@ fn run(
     }
     let cl_addr = resolve(&cfg.matocl.0, cfg.matocl.1)?;
     let cs_addr = resolve(&cfg.matocs.0, cfg.matocs.1)?;
-    let cl = TcpListener::bind(cl_addr).with_context(|| format!("can't listen on {cl_addr}"))?;
     let ml_addr = resolve(&cfg.matoml.0, cfg.matoml.1)?;
-    let ml = TcpListener::bind(ml_addr).with_context(|| format!("can't listen on {ml_addr}"))?;
-    let cs = TcpListener::bind(cs_addr).with_context(|| format!("can't listen on {cs_addr}"))?;
 
     if !args.foreground {
         *notifier = Some(daemon::daemonize_deferred()?);
@@ -192,17 +189,23 @@ fn run(
     }
     let was_new =
         !recovered && metadata::read_header(&data.join("metadata.mfs")).is_ok_and(|h| h.new);
-    if recovered || was_new {
-        // Anchor the restored (or new) state: a fresh dump, and the replayed changelogs moved
-        // out of the way so the next recovery starts from here.
+    if recovered {
+        // Anchored by a dump to metadata.mfs.back from the core loop's first turn; until
+        // it is written, the files the recovery read are all still there.
+        core.save_soon = true;
+        // A plain start must not find an older metadata.mfs after this recovery.
+        if data.join("metadata.mfs").exists() {
+            metadata::shift_backs(&data, cfg.back_meta_keep_previous.max(1))?;
+            std::fs::rename(data.join("metadata.mfs"), data.join("metadata.mfs.back"))?;
+            antler_common::durable::sync_dir(&data)?;
+        }
+    } else if was_new {
+        // A new file system gets a real dump at once: a metalogger keeps only those.
         let bytes = core.to_image().encode();
         metadata::write_back(&data, &bytes, cfg.back_meta_keep_previous)
             .with_context(|| format!("can't write {}/metadata.mfs.back", data.display()))?;
-        changelog::rotate_files(&data, cfg.back_logs)?;
-        if was_new {
-            // A metalogger only keeps a real dump, never `MFSM NEW`.
-            std::fs::remove_file(data.join("metadata.mfs"))?;
-        }
+        std::fs::remove_file(data.join("metadata.mfs"))?;
+        antler_common::durable::sync_dir(&data)?;
     } else {
         // As MooseFS: the loaded file becomes metadata.mfs.back, so after a crash a
         // plain start refuses and `-a` replays the changelog on top of it.
@@ -216,6 +219,10 @@ fn run(
     );
     core.flush();
     let metaid = core.metaid;
+    // Listen only once the metadata is loaded (peers that connect are served at once).
+    let cl = TcpListener::bind(cl_addr).with_context(|| format!("can't listen on {cl_addr}"))?;
+    let ml = TcpListener::bind(ml_addr).with_context(|| format!("can't listen on {ml_addr}"))?;
+    let cs = TcpListener::bind(cs_addr).with_context(|| format!("can't listen on {cs_addr}"))?;
     let (tx, rx) = mpsc::channel();
     let ids = Arc::new(AtomicU64::new(1));
     let shutdown = signals.shutdown_flag();

@@ -319,7 +319,7 @@ impl Core {
                 trash_hours: n.trash_hours,
                 eattr: n.eattr,
                 winattr: n.winattr,
-                parents: Vec::new(),
+                parents: crate::fs::Parents::new(),
                 xattrs: None,
                 kind,
             });

@@ -209,6 +209,9 @@ pub struct Core {
     outbox: RefCell<Vec<(ConnId, Vec<u8>)>>,
     /// Sections of a loaded MooseFS file written back as they were.
     pub(crate) kept: crate::metadata::Kept,
+    /// Dump to `metadata.mfs.back` (and rotate the changelog) at the next loop turn:
+    /// set after a recovery, so the restored state is anchored without delaying the start.
+    pub save_soon: bool,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -241,6 +244,7 @@ impl Core {
             open_files: HashMap::new(),
             outbox: RefCell::new(Vec::new()),
             kept: Default::default(),
+            save_soon: false,
         }
     }
 
@@ -2330,6 +2334,12 @@ pub fn run_core(
             let per_tick = (n / (loop_min_time.max(1) as usize * 5)).max(100);
             let cap = (core.chunks.params.max_cps as usize / 5).max(1);
             core.tick(unix_now(), per_tick.min(cap));
+        }
+        if std::mem::take(&mut core.save_soon) {
+            if let Some(w) = writer.take() {
+                let _ = w.join();
+            }
+            writer = core.periodic_save(true);
         }
         if last_rotation.elapsed() >= Duration::from_secs(3600) {
             last_rotation = Instant::now();
