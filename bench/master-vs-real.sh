@@ -15,6 +15,8 @@
 # Usage (root): bench/master-vs-real.sh
 # Knobs: BENCH_BASE [/tmp/antler-bench-master]  REPS [1]  FILES [10000]
 #        RSS_FILES [1000000]  PORT0 [19519]
+#        ANTLER_CFG  extra mfsmaster.cfg lines for Antler's master only
+#                    (e.g. "CHANGELOG_FSYNC = 0")
 # Output: $BENCH_BASE/results/{raw.tsv,summary.md}
 # Only processes this script started are stopped (by PID); only loopback is used.
 set -Eeuo pipefail
@@ -49,6 +51,7 @@ up() {  # kind
   local kind=$1 r=$B/run
   rm -rf "$r"; mkdir -p "$r/mnt" "$r/logs"
   write_master_cfg "$r" "$PORT0"
+  [ "$kind" = antler ] && [ -n "${ANTLER_CFG:-}" ] && printf '%s\n' "$ANTLER_CFG" >> "$r/etc/mfsmaster.cfg"
   if [ "$kind" = antler ]; then bg "$r/logs/master.log" "$ANTLER_MASTER" -c "$r/etc/mfsmaster.cfg" -f start
   else bg "$r/logs/master.log" mfsmaster -c "$r/etc/mfsmaster.cfg" -f start; fi
   MASTER_PID=${PIDS[-1]}

@@ -130,7 +130,7 @@ pub fn metadata_candidates(
             Err(e) => skipped.push((path, e)),
         }
     }
-    v.sort_by(|a, b| b.header.version.cmp(&a.header.version));
+    v.sort_by_key(|c| std::cmp::Reverse(c.header.version));
     Ok(v)
 }
 

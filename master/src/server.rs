@@ -2344,7 +2344,7 @@ pub fn run_core(
         if last_rotation.elapsed() >= Duration::from_secs(3600) {
             last_rotation = Instant::now();
             rotations += 1;
-            let dump = rotations % core.cfg.metadata_save_freq.max(1) == 0;
+            let dump = rotations.is_multiple_of(core.cfg.metadata_save_freq.max(1));
             if let Some(w) = writer.take() {
                 let _ = w.join();
             }

@@ -58,7 +58,7 @@ pub fn escape(name: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(name.len());
     for &c in name {
-        if c < 32 || c >= 127 || matches!(c, b',' | b'%' | b'(' | b')') {
+        if !(32..127).contains(&c) || matches!(c, b',' | b'%' | b'(' | b')') {
             s.push('%');
             s.push(HEX[(c >> 4) as usize] as char);
             s.push(HEX[(c & 15) as usize] as char);
