@@ -9,6 +9,7 @@
 #   stat    -- os.stat per file
 #   ls -l   -- `ls -l` of the directory (readdir with attributes, then lstat per entry)
 #   unlink  -- os.unlink per file
+#   cpu     -- master CPU time (user + system) per create / stat, in microseconds
 #   RSS     -- master resident memory (VmRSS) idle, and after creating $RSS_FILES files
 #              (in directories of 10,000)
 #
@@ -46,6 +47,8 @@ trap 'stop_all' EXIT
 
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, in clock ticks) the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 up() {  # kind
   local kind=$1 r=$B/run
@@ -91,8 +94,13 @@ run_kind() {  # kind rep
   sleep 2
   printf '%s\t%s\trss_idle_kib\t%s\n' "$kind" "$rep" "$(rss_kib "$MASTER_PID")" >> "$RES/raw.tsv"
   mkdir "$m/d"
+  local c0 c1 hz; hz=$(getconf CLK_TCK)
   for op in create stat; do
+    c0=$(cpu_ticks "$MASTER_PID")
     v=$(ops $op "$m/d" "$FILES"); printf '%s\t%s\t%s_ops\t%s\n' "$kind" "$rep" "$op" "$v" >> "$RES/raw.tsv"
+    c1=$(cpu_ticks "$MASTER_PID")
+    # Master CPU per operation, in microseconds (how much of the round trip is the master).
+    printf '%s\t%s\t%s_master_cpu_us\t%s\n' "$kind" "$rep" "$op" "$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $hz / $FILES))")" >> "$RES/raw.tsv"
   done
   t0=$(date +%s.%N); ls -l "$m/d" > /dev/null; t1=$(date +%s.%N)
   printf '%s\t%s\tls_l_entries_per_s\t%s\n' "$kind" "$rep" "$(python3 -c "print('%.0f' % ($FILES / ($t1 - $t0)))")" >> "$RES/raw.tsv"
