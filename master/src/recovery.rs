@@ -265,6 +265,117 @@ pub fn replay_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::Core;
+
+    fn lines(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const T: u32 = 1_700_000_000;
+
+    fn creates(from: u64, to: u64) -> String {
+        (from..=to)
+            .map(|v| format!("{v}: {T}|CREATE(1,f{v},1,420,0,0,0,0):{}\n", v + 1))
+            .collect()
+    }
+
+    #[test]
+    fn replay_merges_files_by_version_and_skips_duplicates() {
+        let d = tempfile::tempdir().unwrap();
+        // A metalogger copy overlapping the master's own files, in any order.
+        let a = lines(d.path(), "changelog.1.mfs", &creates(1, 10));
+        let b = lines(d.path(), "changelog.0.mfs", &creates(11, 20));
+        let c = lines(d.path(), "changelog_ml.0.mfs", &creates(5, 15));
+        let mut core = Core::offline(T);
+        let r = replay_files(&mut core, &[b, c, a], false).unwrap();
+        assert_eq!(r.applied, 20);
+        assert_eq!(r.range, Some((1, 20)));
+        assert_eq!(core.version, 21);
+        assert!(core.fs.node(21).is_some());
+    }
+
+    #[test]
+    fn replay_names_the_file_and_line_of_a_hole_a_corrupt_line_and_a_conflict() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text = creates(1, 10);
+        text = text.replace(&format!("5: {T}|CREATE(1,f5,1,420,0,0,0,0):6\n"), "");
+        let p = lines(d.path(), "changelog.0.mfs", &text);
+        let e = replay_files(&mut Core::offline(T), &[p.clone()], false).unwrap_err();
+        assert!(matches!(&e, RecoveryError::Line { line: 5, .. }), "{e}");
+        assert!(e.to_string().contains("changelog.0.mfs:5"), "{e}");
+
+        let text = creates(1, 10).replace("|CREATE(1,f7,", "|CREATE(1,f7");
+        let p = lines(d.path(), "changelog.0.mfs", &text);
+        let e = replay_files(&mut Core::offline(T), &[p], false).unwrap_err();
+        assert!(e.to_string().contains("changelog.0.mfs:7"), "{e}");
+
+        let text = creates(1, 10).replace("\n8: ", "\ngarbage\n8: ");
+        let p = lines(d.path(), "changelog.0.mfs", &text);
+        let e = replay_files(&mut Core::offline(T), &[p], false).unwrap_err();
+        assert!(e.to_string().contains("changelog.0.mfs:8"), "{e}");
+
+        let a = lines(d.path(), "changelog.0.mfs", &creates(1, 5));
+        let b = lines(
+            d.path(),
+            "changelog_ml.0.mfs",
+            &creates(1, 5).replace("f3,", "other,"),
+        );
+        let e = replay_files(&mut Core::offline(T), &[a, b], false).unwrap_err();
+        assert!(
+            matches!(e, RecoveryError::Conflict { version: 3, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let text = creates(1, 4) + &format!("5: {T}|CREATE(1,f5,1,42");
+        let p = lines(d.path(), "changelog.0.mfs", &text);
+        let mut core = Core::offline(T);
+        let r = replay_files(&mut core, &[p], false).unwrap();
+        assert_eq!((r.applied, r.torn.len()), (4, 1));
+        assert_eq!(core.version, 5);
+    }
+
+    #[test]
+    fn a_periodic_save_dumps_and_rotates_at_the_same_version() {
+        let d = tempfile::tempdir().unwrap();
+        let mut core = Core::offline(T);
+        core.cfg.data_path = d.path().to_path_buf();
+        core.changelog = Some(crate::changelog::Changelog::open(d.path(), 3, false).unwrap());
+        for i in 0..5 {
+            core.fs
+                .create(
+                    &crate::fs::Ctx::root(),
+                    crate::fs::ROOT,
+                    format!("f{i}").as_bytes(),
+                    antler_protocol::cltoma::node_type::FILE,
+                    0o644,
+                    0,
+                    0,
+                    false,
+                    None,
+                    T,
+                )
+                .unwrap();
+        }
+        core.periodic_save(true).unwrap().join().unwrap();
+        let h = crate::metadata::read_header(&d.path().join("metadata.mfs.back")).unwrap();
+        assert_eq!(h.version, core.version);
+        assert_eq!(h.version, 6);
+        let old = std::fs::read_to_string(d.path().join("changelog.1.mfs")).unwrap();
+        assert_eq!(old.lines().count(), 5);
+        assert!(std::fs::read(d.path().join("changelog.0.mfs"))
+            .unwrap()
+            .is_empty());
+        // The dump plus the (empty) new changelog restore the same state.
+        let mut again = Core::offline(T);
+        crate::metadata::load_file(&mut again, &d.path().join("metadata.mfs.back"), T).unwrap();
+        assert_eq!(again.to_image(), core.to_image());
+    }
 
     #[test]
     fn names() {
