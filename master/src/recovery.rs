@@ -302,7 +302,7 @@ mod tests {
         let mut text = creates(1, 10);
         text = text.replace(&format!("5: {T}|CREATE(1,f5,1,420,0,0,0,0):6\n"), "");
         let p = lines(d.path(), "changelog.0.mfs", &text);
-        let e = replay_files(&mut Core::offline(T), &[p.clone()], false).unwrap_err();
+        let e = replay_files(&mut Core::offline(T), &[p], false).unwrap_err();
         assert!(matches!(&e, RecoveryError::Line { line: 5, .. }), "{e}");
         assert!(e.to_string().contains("changelog.0.mfs:5"), "{e}");
 
