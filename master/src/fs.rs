@@ -864,6 +864,76 @@ impl Fs {
         }
     }
 
+    /// The path of `parent/name` from the root, without a leading `/` (a trash entry's
+    /// name).
+    pub fn path_of(&self, parent: u32, name: &[u8]) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = vec![name];
+        let mut d = parent;
+        while d != ROOT {
+            let Some(p) = self.node(d).and_then(|n| n.parents.first()) else {
+                break;
+            };
+            let Some(Node {
+                kind: Kind::Dir(pd),
+                ..
+            }) = self.node(p)
+            else {
+                break;
+            };
+            match pd.entries.iter().find(|(_, &c)| c == d) {
+                Some((n, _)) => parts.push(n),
+                None => break,
+            }
+            d = p;
+        }
+        parts.reverse();
+        parts.join(&b'/')
+    }
+
+    /// Removes a trash (or sustained) node for good: it becomes sustained while a
+    /// session holds it open, else it is freed with its chunks. False when `ino` is
+    /// neither.
+    pub fn purge(&mut self, ino: u32, now: u32) -> bool {
+        if self.trash.remove(&ino).is_some() {
+            if self.open.contains_key(&ino) {
+                self.detached.insert(ino);
+            } else {
+                self.free_node(ino, now);
+            }
+            true
+        } else if self.detached.contains(&ino) && !self.open.contains_key(&ino) {
+            self.detached.remove(&ino);
+            self.free_node(ino, now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Purges the trash entries whose time is up (`ctime + trash time < now`), journaling
+    /// a PURGE for each; returns how many.
+    pub fn expire_trash(&mut self, now: u32) -> usize {
+        let due: Vec<u32> = self
+            .trash
+            .keys()
+            .copied()
+            .filter(|&i| {
+                self.node(i)
+                    .is_some_and(|n| (n.ctime as u64) + (n.trash_hours as u64) * 3600 < now as u64)
+            })
+            .collect();
+        for &i in &due {
+            self.purge(i, now);
+            self.log(now, format!("PURGE({i})"));
+        }
+        due.len()
+    }
+
+    /// Number of files in the trash.
+    pub fn trash_len(&self) -> usize {
+        self.trash.len()
+    }
+
     /// Marks an inode open by one more session.
     pub fn acquire(&mut self, ino: u32) {
         if self.node(ino).is_some() {
@@ -917,12 +987,29 @@ impl Fs {
         Ok(ino)
     }
 
-    /// Removes one link of `ino` from `parent`; frees it when no link and no opener is left.
+    /// Removes one link of `ino` from `parent`. When it was the last one, a file with a
+    /// trash time goes to the trash (keeping its chunks, under its path); otherwise an
+    /// opened node becomes sustained and the rest is freed, as MooseFS does.
     fn drop_link(&mut self, parent: u32, name: &[u8], ino: u32, now: u32) {
+        let last = self.node(ino).is_some_and(|n| n.parents.len() == 1);
+        let to_trash = last
+            && self
+                .node(ino)
+                .is_some_and(|n| n.ntype == T::FILE && n.trash_hours > 0);
+        let path = if to_trash {
+            Some(self.path_of(parent, name))
+        } else {
+            None
+        };
         self.unlink_entry(parent, name, ino, now);
         let remaining = self.node(ino).map_or(0, |n| n.parents.len());
         if remaining == 0 {
-            if self.open.contains_key(&ino) {
+            if let Some(path) = path {
+                self.trash.insert(ino, path.into());
+                if let Some(n) = self.node_mut(ino) {
+                    n.ctime = now;
+                }
+            } else if self.open.contains_key(&ino) {
                 self.detached.insert(ino);
             } else {
                 self.free_node(ino, now);
@@ -1864,10 +1951,40 @@ mod tests {
         assert_eq!(fs.rmdir(&Ctx::root(), ROOT, b"d", 101), Err(st::ENOTEMPTY));
         assert_eq!(fs.unlink(&Ctx::root(), ROOT, b"d", 101), Err(st::EPERM));
         fs.unlink(&Ctx::root(), d, b"f", 101).unwrap();
-        assert!(fs.node(f).is_none());
+        // Default trash time: the file waits in the trash under its path.
+        assert!(fs.node(f).is_some());
+        assert_eq!(fs.trash.get(&f).map(|p| p.to_vec()), Some(b"d/f".to_vec()));
         fs.rmdir(&Ctx::root(), ROOT, b"d", 101).unwrap();
         assert_eq!(fs.attr(ROOT, &Ctx::root()).unwrap().nlink, 2);
+        assert_eq!(fs.node_count, 2);
+        assert!(fs.purge(f, 102));
+        assert!(fs.node(f).is_none());
         assert_eq!(fs.node_count, 1);
+        fs.check_links().unwrap();
+    }
+
+    #[test]
+    fn trash_keeps_chunks_until_it_expires() {
+        let mut fs = Fs::new(100);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        let f = mk(&mut fs, d, "f", T::FILE);
+        let g = mk(&mut fs, d, "g", T::FILE);
+        fs.set_trash(g, 0, 100);
+        fs.set_trash(f, 3600, 100);
+        fs.set_chunk(f, 0, 7, 10).unwrap();
+        fs.set_chunk(g, 0, 8, 10).unwrap();
+        fs.unlink(&Ctx::root(), d, b"f", 200).unwrap();
+        fs.unlink(&Ctx::root(), d, b"g", 200).unwrap();
+        // Trash time 0: gone at once; 1 hour: kept with its chunk.
+        assert_eq!(fs.take_released(), vec![8]);
+        assert_eq!(fs.trash_len(), 1);
+        assert_eq!(fs.node_stats(ROOT).files, 0);
+        let _ = fs.take_journal();
+        assert_eq!(fs.expire_trash(200 + 3600), 0);
+        assert_eq!(fs.expire_trash(200 + 3601), 1);
+        assert_eq!(fs.take_released(), vec![7]);
+        assert!(fs.node(f).is_none());
+        assert_eq!(fs.take_journal(), vec![(3801, format!("PURGE({f})"))]);
     }
 
     #[test]
@@ -1922,6 +2039,10 @@ mod tests {
         fs.rename(&Ctx::root(), ROOT, b"a", ROOT, b"b", 101)
             .unwrap();
         assert_eq!(fs.lookup(&Ctx::root(), ROOT, b"b"), Ok(a));
+        // The replaced file goes to the trash with its chunk, as in MooseFS.
+        assert!(fs.trash.contains_key(&b));
+        assert!(fs.take_released().is_empty());
+        assert!(fs.purge(b, 102));
         assert!(fs.node(b).is_none());
         assert_eq!(fs.take_released(), vec![77]);
         let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
@@ -1963,6 +2084,7 @@ mod tests {
     fn unlinked_open_file_lives_until_released() {
         let mut fs = Fs::new(100);
         let f = mk(&mut fs, ROOT, "f", T::FILE);
+        fs.set_trash(f, 0, 100);
         fs.set_chunk(f, 0, 9, 0).unwrap();
         fs.acquire(f);
         fs.unlink(&Ctx::root(), ROOT, b"f", 101).unwrap();

@@ -400,11 +400,23 @@ impl Core {
             // numbers the lines carry; locks are not persisted (as MooseFS drops them
             // with the sessions that held them); trash and sustained sweeps have nothing
             // to do here because a removed file is gone at UNLINK (no trash yet).
-            "CSDBOP" | "FREEINODES" | "FLOCK" | "POSIXLOCK" | "EMPTYTRASH" | "EMPTYSUSTAINED" => {}
+            // Chunkserver ids are learnt again at registration; inode reuse follows the
+            // numbers the lines carry; locks are not persisted (as MooseFS drops them
+            // with the sessions that held them); sustained files go with their sessions.
+            "CSDBOP" | "FREEINODES" | "FLOCK" | "POSIXLOCK" | "EMPTYSUSTAINED" => {}
+            "EMPTYTRASH" => {
+                // MooseFS sweeps one bucket per line; sweeping everything due at this
+                // time reaches the same state once its sweep has covered every bucket.
+                self.fs.expire_trash(ts);
+            }
             "PURGE" => {
                 l.want_args(1)?;
-                if self.fs.node(l.u32_arg(0)?).is_some() {
-                    return Err(ReplayError::Unsupported("PURGE of a live node".into()));
+                let ino = l.u32_arg(0)?;
+                if !self.fs.purge(ino, ts) && self.fs.node(ino).is_some() {
+                    return Err(failed(
+                        l,
+                        format!("inode {ino} is neither in the trash nor sustained"),
+                    ));
                 }
             }
             other => return Err(ReplayError::Unsupported(other.to_string())),

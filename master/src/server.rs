@@ -212,6 +212,8 @@ pub struct Core {
     /// Dump to `metadata.mfs.back` (and rotate the changelog) at the next loop turn:
     /// set after a recovery, so the restored state is anchored without delaying the start.
     pub save_soon: bool,
+    /// When the trash is next checked for expired files.
+    next_trash_sweep: u32,
 }
 
 fn normalize_path(p: &[u8]) -> Option<String> {
@@ -245,6 +247,7 @@ impl Core {
             outbox: RefCell::new(Vec::new()),
             kept: Default::default(),
             save_soon: false,
+            next_trash_sweep: 0,
         }
     }
 
@@ -436,9 +439,16 @@ impl Core {
         }
     }
 
-    /// Periodic work: chunk loop, session expiry.
+    /// Periodic work: chunk loop, session expiry, trash expiry (once a minute).
     pub fn tick(&mut self, now: u32, budget: usize) {
         self.chunks.tick(now, budget);
+        if now >= self.next_trash_sweep {
+            self.next_trash_sweep = now + 60;
+            let n = self.fs.expire_trash(now);
+            if n > 0 {
+                info!(files = n, "trash: expired files purged");
+            }
+        }
         let sustain = self.cfg.session_sustain_time;
         let expired: Vec<u32> = self
             .sessions

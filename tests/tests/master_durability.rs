@@ -3,6 +3,7 @@
 //! workload, metadata and changelogs written by a real MooseFS 3.0.117 master, real
 //! `mfsmetadump` reading our files, and `-a` refusing a corrupt changelog line.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -540,5 +541,75 @@ fn mfsmetarestore_offline() {
             format!("file {i}")
         );
     }
+    c.assert_alive();
+}
+
+fn all_chunk_files(c: &Cluster) -> std::collections::BTreeSet<String> {
+    (0..c.chunkserver_count())
+        .flat_map(|i| c.chunk_files(i))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// A file removed with a trash time waits in the trash with its chunks (a file with
+/// trash time 0 loses them), survives a restart as a trash node, and its chunks stay.
+#[test]
+fn deleted_files_wait_in_the_trash_with_their_chunks() {
+    let _lock = cluster_lock();
+    require_file(MFSMETADUMP, "moosefs-master");
+    let mut c = antler_cluster();
+    let mnt = c.mount();
+    fs::create_dir(mnt.join("keep")).unwrap();
+    fs::create_dir(mnt.join("drop")).unwrap();
+    run_tool(
+        "/usr/bin/mfssettrashtime",
+        [OsStr::new("3600"), mnt.join("keep").as_os_str()],
+    );
+    let before = all_chunk_files(&c);
+    write_file_synced(&mnt.join("keep/a"), &pattern_bytes(3, 1 << 20));
+    let with_a = all_chunk_files(&c);
+    write_file_synced(&mnt.join("drop/b"), &pattern_bytes(4, 1 << 20));
+    let with_b = all_chunk_files(&c);
+    let a_files: Vec<String> = with_a.difference(&before).cloned().collect();
+    let b_files: Vec<String> = with_b.difference(&with_a).cloned().collect();
+    assert!(!a_files.is_empty() && !b_files.is_empty());
+    fs::remove_file(mnt.join("keep/a")).unwrap();
+    fs::remove_file(mnt.join("drop/b")).unwrap();
+    // The mount may still hold both inodes (sustained files); its session's end lets go.
+    let _mnt = c.remount();
+    let t = std::time::Instant::now();
+    while b_files.iter().any(|f| all_chunk_files(&c).contains(f)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "b's chunks not deleted: {b_files:?} {:?}\n{}",
+            all_chunk_files(&c),
+            c.master_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let now = all_chunk_files(&c);
+    assert!(
+        a_files.iter().all(|f| now.contains(f)),
+        "a's chunks were deleted"
+    );
+
+    c.stop_master();
+    let meta = c.master_data_dir().join("metadata.mfs");
+    let out = Command::new(MFSMETADUMP).arg(&meta).output().unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(dump.lines().any(|l| l.starts_with("NODE|k:T")), "{dump}");
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("EDGE|p:      NULL") && l.ends_with("n:keep/a")),
+        "{dump}"
+    );
+    c.start_master();
+    std::thread::sleep(Duration::from_secs(5));
+    let now = all_chunk_files(&c);
+    assert!(
+        a_files.iter().all(|f| now.contains(f)),
+        "a's chunks deleted after a restart"
+    );
     c.assert_alive();
 }
