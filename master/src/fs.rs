@@ -910,16 +910,18 @@ impl Fs {
         }
     }
 
-    /// Purges the trash entries whose time is up (`ctime + trash time < now`), journaling
-    /// a PURGE for each; returns how many.
+    /// Purges the trash entries whose time is up (atime, mtime and ctime all older than
+    /// the trash time, as MooseFS checks), journaling a PURGE for each; returns how many.
     pub fn expire_trash(&mut self, now: u32) -> usize {
         let due: Vec<u32> = self
             .trash
             .keys()
             .copied()
             .filter(|&i| {
-                self.node(i)
-                    .is_some_and(|n| (n.ctime as u64) + (n.trash_hours as u64) * 3600 < now as u64)
+                self.node(i).is_some_and(|n| {
+                    let last = n.atime.max(n.mtime).max(n.ctime) as u64;
+                    last + (n.trash_hours as u64) * 3600 < now as u64
+                })
             })
             .collect();
         for &i in &due {
@@ -927,6 +929,81 @@ impl Fs {
             self.log(now, format!("PURGE({i})"));
         }
         due.len()
+    }
+
+    /// Sets the path a trash entry will be restored to (SETPATH).
+    pub fn set_trash_path(&mut self, ino: u32, path: &[u8], now: u32) -> FsResult<()> {
+        if path.is_empty() || path.len() > 1024 || path.contains(&0) {
+            return Err(st::EINVAL);
+        }
+        let slot = self.trash.get_mut(&ino).ok_or(st::ENOENT)?;
+        *slot = path.into();
+        self.log(now, format!("SETPATH({ino},{})", escape(path)));
+        Ok(())
+    }
+
+    /// Moves a trash entry back to its path (UNDEL): missing directories on the way are
+    /// made (0755, root), an existing name is EEXIST, a non-directory on the way is
+    /// CANTCREATEPATH. The file's ctime becomes `now`.
+    pub fn undel(&mut self, ino: u32, now: u32) -> FsResult<()> {
+        let path = self.trash.get(&ino).ok_or(st::ENOENT)?.clone();
+        let parts: Vec<&[u8]> = path
+            .split(|&c| c == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(st::CANTCREATEPATH);
+        };
+        if !name_ok(name) || dirs.iter().any(|d| !name_ok(d)) {
+            return Err(st::CANTCREATEPATH);
+        }
+        // Check the whole path before changing anything.
+        let mut d = ROOT;
+        let mut missing_from = None;
+        for (k, part) in dirs.iter().enumerate() {
+            match &self.get(d)?.kind {
+                Kind::Dir(dd) => match dd.entries.get(*part) {
+                    Some(&c)
+                        if matches!(
+                            self.node(c),
+                            Some(Node {
+                                kind: Kind::Dir(_),
+                                ..
+                            })
+                        ) =>
+                    {
+                        d = c
+                    }
+                    Some(_) => return Err(st::CANTCREATEPATH),
+                    None => {
+                        missing_from = Some(k);
+                        break;
+                    }
+                },
+                _ => return Err(st::CANTCREATEPATH),
+            }
+        }
+        if missing_from.is_none() {
+            if let Kind::Dir(dd) = &self.get(d)?.kind {
+                if dd.entries.contains_key(*name) {
+                    return Err(st::EEXIST);
+                }
+            }
+        }
+        if let Some(k) = missing_from {
+            for part in &dirs[k..] {
+                let new = self.alloc_inode(now)?;
+                self.mr_create(now, d, part, T::DIRECTORY, 0o755, 0, 0, 0, None, new)?;
+                d = new;
+            }
+        }
+        self.trash.remove(&ino);
+        self.link_entry(d, name, ino, now);
+        if let Some(n) = self.node_mut(ino) {
+            n.ctime = now;
+        }
+        self.log(now, format!("UNDEL({ino})"));
+        Ok(())
     }
 
     /// Number of files in the trash.
@@ -1985,6 +2062,39 @@ mod tests {
         assert_eq!(fs.take_released(), vec![7]);
         assert!(fs.node(f).is_none());
         assert_eq!(fs.take_journal(), vec![(3801, format!("PURGE({f})"))]);
+    }
+
+    #[test]
+    fn undel_restores_the_path_and_recreates_missing_directories() {
+        let mut fs = Fs::new(100);
+        let a = mk(&mut fs, ROOT, "a", T::DIRECTORY);
+        let b = mk(&mut fs, a, "b", T::DIRECTORY);
+        let f = mk(&mut fs, b, "f", T::FILE);
+        fs.set_chunk(f, 0, 9, 10).unwrap();
+        fs.unlink(&Ctx::root(), b, b"f", 200).unwrap();
+        fs.rmdir(&Ctx::root(), a, b"b", 200).unwrap();
+        assert_eq!(
+            fs.trash.get(&f).map(|p| p.to_vec()),
+            Some(b"a/b/f".to_vec())
+        );
+        fs.undel(f, 300).unwrap();
+        let b2 = fs.lookup(&Ctx::root(), a, b"b").unwrap();
+        assert_eq!(fs.lookup(&Ctx::root(), b2, b"f"), Ok(f));
+        assert_eq!(fs.node(b2).unwrap().mode, 0o755);
+        assert_eq!(fs.node_stats(ROOT).chunks, 1);
+        assert!(fs.take_released().is_empty());
+        fs.check_links().unwrap();
+        // A name already in use, and a file where a directory should be.
+        fs.unlink(&Ctx::root(), b2, b"f", 400).unwrap();
+        mk(&mut fs, b2, "f", T::FILE);
+        assert_eq!(fs.undel(f, 500), Err(st::EEXIST));
+        fs.set_trash_path(f, b"a/b/f/x", 500).unwrap();
+        assert_eq!(fs.undel(f, 500), Err(st::CANTCREATEPATH));
+        fs.set_trash_path(f, b"c/g", 500).unwrap();
+        fs.undel(f, 600).unwrap();
+        let c = fs.lookup(&Ctx::root(), ROOT, b"c").unwrap();
+        assert_eq!(fs.lookup(&Ctx::root(), c, b"g"), Ok(f));
+        fs.check_links().unwrap();
     }
 
     #[test]

@@ -409,6 +409,16 @@ impl Core {
                 // time reaches the same state once its sweep has covered every bucket.
                 self.fs.expire_trash(ts);
             }
+            "UNDEL" => {
+                l.want_args(1)?;
+                let r = self.fs.undel(l.u32_arg(0)?, ts);
+                status(l, r)?;
+            }
+            "SETPATH" => {
+                l.want_args(2)?;
+                let r = self.fs.set_trash_path(l.u32_arg(0)?, &l.bytes_arg(1)?, ts);
+                status(l, r)?;
+            }
             "PURGE" => {
                 l.want_args(1)?;
                 let ino = l.u32_arg(0)?;
@@ -598,6 +608,12 @@ mod tests {
         a.open_in_session(1, files[12], t0 + 43);
         a.fs.unlink(&root, d, b"f12,(%)", t0 + 44).unwrap();
         a.release_in_session(1, files[11], t0 + 45);
+        // f4 went to the trash (default trash time); back under a recreated directory.
+        a.fs.set_trash_path(files[2], b"again/here/f4", t0 + 46)
+            .unwrap_err();
+        a.fs.set_trash_path(files[4], b"again/here/f4", t0 + 46)
+            .unwrap();
+        a.fs.undel(files[4], t0 + 47).unwrap();
         a.rebuild_chunk_refs();
     }
 
