@@ -74,15 +74,22 @@ impl Changelog {
 
 /// Shifts `changelog.N.mfs` → `changelog.N+1.mfs` for every N below `back_logs`.
 pub fn rotate_files(dir: &Path, back_logs: u32) -> io::Result<()> {
-    let _ = std::fs::remove_file(file_name(dir, back_logs));
-    for n in (0..back_logs).rev() {
-        match std::fs::rename(file_name(dir, n), file_name(dir, n + 1)) {
+    shift_numbered(back_logs, |n| file_name(dir, n))?;
+    antler_common::durable::sync_dir(dir)
+}
+
+/// Renames `name(n)` to `name(n + 1)` for n from `keep - 1` down to 0, after removing
+/// `name(keep)`; missing files are skipped. Used for changelogs and metadata backups.
+pub fn shift_numbered(keep: u32, name: impl Fn(u32) -> PathBuf) -> io::Result<()> {
+    let _ = std::fs::remove_file(name(keep));
+    for n in (0..keep).rev() {
+        match std::fs::rename(name(n), name(n + 1)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    antler_common::durable::sync_dir(dir)
+    Ok(())
 }
 
 #[cfg(test)]

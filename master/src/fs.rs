@@ -318,6 +318,10 @@ pub struct Fs {
     journal: Vec<(u32, String)>,
     /// Whether changes are journaled (off while replaying a changelog).
     pub journaling: bool,
+    /// Bumped whenever a directory leaves a parent (moved or removed).
+    dir_gen: u64,
+    /// The last directory path computed for a trash entry: (dir, `dir_gen`, path).
+    dir_path_cache: Option<(u32, u64, Vec<u8>)>,
 }
 
 /// Checks a file name as MooseFS does.
@@ -375,6 +379,8 @@ impl Fs {
             inode_reuse_delay: 86_400,
             journal: Vec::new(),
             journaling: true,
+            dir_gen: 0,
+            dir_path_cache: None,
         };
         fs.nodes[1] = Some(Node {
             ntype: T::DIRECTORY,
@@ -696,6 +702,10 @@ impl Fs {
     fn unlink_entry(&mut self, parent: u32, name: &[u8], ino: u32, now: u32) {
         let s = self.node_stats(ino);
         let is_dir = self.node(ino).is_some_and(|n| n.ntype == T::DIRECTORY);
+        if is_dir {
+            // Paths under it change (move) or go away (rmdir).
+            self.dir_gen += 1;
+        }
         if let Ok(d) = self.dir_mut(parent) {
             d.entries.remove(name);
             if is_dir {
@@ -864,11 +874,10 @@ impl Fs {
         }
     }
 
-    /// The path of `parent/name` from the root, without a leading `/` (a trash entry's
-    /// name).
-    pub fn path_of(&self, parent: u32, name: &[u8]) -> Vec<u8> {
-        let mut parts: Vec<&[u8]> = vec![name];
-        let mut d = parent;
+    /// The path of directory `d` from the root, without a leading `/` (empty for the
+    /// root). Each step looks the directory's name up in its parent's entries.
+    pub fn dir_path(&self, mut d: u32) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = Vec::new();
         while d != ROOT {
             let Some(p) = self.node(d).and_then(|n| n.parents.first()) else {
                 break;
@@ -888,6 +897,23 @@ impl Fs {
         }
         parts.reverse();
         parts.join(&b'/')
+    }
+
+    /// The path of `parent/name` (a trash entry's name). The parent's path is cached
+    /// until a directory is moved or removed, so removing many files of one directory
+    /// does not search its ancestors' entries each time.
+    fn trash_path(&mut self, parent: u32, name: &[u8]) -> Vec<u8> {
+        let cached =
+            matches!(&self.dir_path_cache, Some((d, g, _)) if *d == parent && *g == self.dir_gen);
+        if !cached {
+            self.dir_path_cache = Some((parent, self.dir_gen, self.dir_path(parent)));
+        }
+        let dir = self.dir_path_cache.as_ref().map_or(&[][..], |c| &c.2[..]);
+        if dir.is_empty() {
+            name.to_vec()
+        } else {
+            [dir, name].join(&b'/')
+        }
     }
 
     /// Removes a trash (or sustained) node for good: it becomes sustained while a
@@ -1074,7 +1100,7 @@ impl Fs {
                 .node(ino)
                 .is_some_and(|n| n.ntype == T::FILE && n.trash_hours > 0);
         let path = if to_trash {
-            Some(self.path_of(parent, name))
+            Some(self.trash_path(parent, name))
         } else {
             None
         };
@@ -2062,6 +2088,22 @@ mod tests {
         assert_eq!(fs.take_released(), vec![7]);
         assert!(fs.node(f).is_none());
         assert_eq!(fs.take_journal(), vec![(3801, format!("PURGE({f})"))]);
+    }
+
+    #[test]
+    fn trash_paths_follow_directory_moves() {
+        let mut fs = Fs::new(100);
+        let a = mk(&mut fs, ROOT, "a", T::DIRECTORY);
+        let f = mk(&mut fs, a, "f", T::FILE);
+        let g = mk(&mut fs, a, "g", T::FILE);
+        fs.unlink(&Ctx::root(), a, b"f", 200).unwrap();
+        fs.rename(&Ctx::root(), ROOT, b"a", ROOT, b"b", 201)
+            .unwrap();
+        fs.unlink(&Ctx::root(), a, b"g", 202).unwrap();
+        assert_eq!(fs.trash.get(&f).map(|p| p.to_vec()), Some(b"a/f".to_vec()));
+        assert_eq!(fs.trash.get(&g).map(|p| p.to_vec()), Some(b"b/g".to_vec()));
+        assert_eq!(fs.dir_path(a), b"b".to_vec());
+        assert_eq!(fs.dir_path(ROOT), Vec::<u8>::new());
     }
 
     #[test]

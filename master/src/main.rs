@@ -67,49 +67,31 @@ fn unix_now() -> u32 {
 
 /// Loads the state: `metadata.mfs` on a plain start (refused when missing, with
 /// MooseFS's hint); with `-a` the newest metadata file plus every changelog after it.
-/// Returns whether the result must be anchored by a fresh dump (a recovery).
-fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow::Result<bool> {
+fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow::Result<Loaded> {
     let now = unix_now();
     if !args.has_flag('a') {
         let path = data.join("metadata.mfs");
-        match metadata::read_header(&path) {
-            Ok(_) => {}
+        let new = match metadata::read_header(&path) {
+            Ok(h) => h.new,
             Err(_) if !path.exists() => {
                 bail!("can't find metadata.mfs - try using option '-a'")
             }
             Err(e) => bail!("{}: {e} - try using option '-a'", path.display()),
-        }
+        };
         metadata::load_file(core, &path, now).with_context(|| format!("{}", path.display()))?;
         info!(
             version = core.version,
             "metadata loaded from {}",
             path.display()
         );
-        return Ok(false);
+        return Ok(if new { Loaded::New } else { Loaded::Dump });
     }
     let mut skipped = Vec::new();
-    let cands = recovery::metadata_candidates(data, &mut skipped)?;
+    let chosen = recovery::choose_metadata(data, args.has_flag('i'), &mut skipped);
     for (p, e) in &skipped {
         warn!("{}: {e} - skipped", p.display());
     }
-    let Some(best) = cands.first() else {
-        bail!(recovery::RecoveryError::NoMetadata(data.to_path_buf()));
-    };
-    if !args.has_flag('i') {
-        for c in &cands {
-            if c.header.metaid != 0
-                && best.header.metaid != 0
-                && c.header.metaid != best.header.metaid
-            {
-                bail!(recovery::RecoveryError::MixedIds {
-                    path: c.path.clone(),
-                    found: c.header.metaid,
-                    chosen: best.path.clone(),
-                    want: best.header.metaid,
-                });
-            }
-        }
-    }
+    let best = chosen?;
     eprintln!(
         "loading metadata from {} (version {})",
         best.path.display(),
@@ -135,7 +117,18 @@ fn load_state(core: &mut Core, data: &Path, args: &daemon::DaemonArgs) -> anyhow
         best.path.display()
     );
     eprintln!("{msg}; metadata version is now {}", core.version);
-    Ok(true)
+    Ok(Loaded::Recovered)
+}
+
+/// How the state was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    /// `metadata.mfs` was `MFSM NEW`.
+    New,
+    /// `metadata.mfs` was a dump.
+    Dump,
+    /// `-a`: a metadata file plus changelogs.
+    Recovered,
 }
 
 fn run(
@@ -180,16 +173,14 @@ fn run(
     let now = unix_now();
     let mut core = Core::new(cfg.clone(), exports, 0, now);
     let data = cfg.data_path.clone();
-    let recovered =
+    let loaded =
         load_state(&mut core, &data, &args).context("init: metadata manager failed !!!")?;
     if core.metaid == 0 {
         core.metaid = ((now as u64) << 32) | rand::random::<u32>() as u64;
         core.fs.log(now, format!("SETMETAID({})", core.metaid));
         info!("new metadata id: {:016X}", core.metaid);
     }
-    let was_new =
-        !recovered && metadata::read_header(&data.join("metadata.mfs")).is_ok_and(|h| h.new);
-    if recovered {
+    if loaded == Loaded::Recovered {
         // Anchored by a dump to metadata.mfs.back from the core loop's first turn; until
         // it is written, the files the recovery read are all still there.
         core.save_soon = true;
@@ -199,7 +190,7 @@ fn run(
             std::fs::rename(data.join("metadata.mfs"), data.join("metadata.mfs.back"))?;
             antler_common::durable::sync_dir(&data)?;
         }
-    } else if was_new {
+    } else if loaded == Loaded::New {
         // A new file system gets a real dump at once: a metalogger keeps only those.
         let bytes = core.to_image().encode();
         metadata::write_back(&data, &bytes, cfg.back_meta_keep_previous)

@@ -450,22 +450,13 @@ impl Core {
 /// `metadata.mfs.back` and its kept predecessors `metadata.mfs.back.1..keep`: shifts
 /// them one up (dropping the oldest) so a new `metadata.mfs.back` can take its place.
 pub fn shift_backs(dir: &Path, keep: u32) -> std::io::Result<()> {
-    let back = |n: u32| {
+    crate::changelog::shift_numbered(keep, |n| {
         if n == 0 {
             dir.join("metadata.mfs.back")
         } else {
             dir.join(format!("metadata.mfs.back.{n}"))
         }
-    };
-    let _ = std::fs::remove_file(back(keep));
-    for n in (0..keep).rev() {
-        match std::fs::rename(back(n), back(n + 1)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Writes a dump as `metadata.mfs.back` (temp file, fsync, rename, fsync of the

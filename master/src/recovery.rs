@@ -134,6 +134,35 @@ pub fn metadata_candidates(
     Ok(v)
 }
 
+/// The metadata file `-a` starts from: the newest candidate in `dir`. Other candidates
+/// with a different (non-zero) metadata id are refused unless `ignore_ids`. Damaged
+/// files are reported through `skipped`.
+pub fn choose_metadata(
+    dir: &Path,
+    ignore_ids: bool,
+    skipped: &mut Vec<(PathBuf, MetaError)>,
+) -> Result<Candidate, RecoveryError> {
+    let cands = metadata_candidates(dir, skipped)?;
+    let Some(best) = cands.first() else {
+        return Err(RecoveryError::NoMetadata(dir.to_path_buf()));
+    };
+    let want = best.header.metaid;
+    if !ignore_ids {
+        if let Some(c) = cands
+            .iter()
+            .find(|c| c.header.metaid != 0 && want != 0 && c.header.metaid != want)
+        {
+            return Err(RecoveryError::MixedIds {
+                path: c.path.clone(),
+                found: c.header.metaid,
+                chosen: best.path.clone(),
+                want,
+            });
+        }
+    }
+    Ok(best.clone())
+}
+
 /// The changelog files in `dir`.
 pub fn changelog_files(dir: &Path) -> Result<Vec<PathBuf>, RecoveryError> {
     list(dir, is_changelog_name)

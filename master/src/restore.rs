@@ -7,7 +7,7 @@
 //! continues past a line it could not apply.
 
 use crate::chunks::Chunk;
-use crate::fs::{Fs, FsResult};
+use crate::fs::FsResult;
 use crate::server::{Core, Session};
 use antler_protocol::changelog::{parse_line, Line, LineError};
 use antler_protocol::cltoma::node_type as T;
@@ -457,12 +457,6 @@ impl Core {
     }
 }
 
-/// Checks that `fs` is internally consistent (every entry's child lists its parent, and
-/// the other way round). Used by tests and after a restore.
-pub fn check_consistency(fs: &Fs) -> Result<(), String> {
-    fs.check_links()
-}
-
 #[cfg(test)]
 mod tests {
     use crate::changelog::{file_name, Changelog};
@@ -636,7 +630,7 @@ mod tests {
         b.rebuild_chunk_refs();
         assert_eq!(b.version, a.version);
         assert_eq!(b.to_image(), a.to_image());
-        super::check_consistency(&b.fs).unwrap();
+        b.fs.check_links().unwrap();
         // Replaying again skips everything; a hole is refused.
         assert!(!b.replay_line(text.lines().next().unwrap()).unwrap());
         let hole = format!("{}: {t0}|ACCESS(1)", b.version + 1);

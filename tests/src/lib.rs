@@ -2239,6 +2239,44 @@ pub fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 // ------------------------------------------------------------------------------------------
 // unit tests (no cluster needed)
 
+/// Lines describing the tree under `root`, hidden entries left out and unsorted: one
+/// `find -printf FIND_FORMAT` line per entry, an `md5sum` line per regular file, and
+/// `xattr PATH NAME VALUE` per extended attribute (the value as Python prints bytes,
+/// cut to `xattr_max` bytes when given).
+pub fn tree_lines(root: &Path, find_format: &str, xattr_max: Option<usize>) -> Vec<String> {
+    let run = |cmd: &mut Command, what: &str| -> Vec<String> {
+        let out = cmd.current_dir(root).output().expect(what);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut lines = run(
+        Command::new("find").arg(".").args([
+            "-path",
+            "./.*",
+            "-prune",
+            "-o",
+            "-printf",
+            find_format,
+        ]),
+        "find",
+    );
+    lines.extend(run(
+        Command::new("sh").args([
+            "-c",
+            "find . -path './.*' -prune -o -type f -print0 | sort -z | xargs -0 -r md5sum",
+        ]),
+        "md5sum",
+    ));
+    let cut = xattr_max.map_or(String::new(), |n| format!("[:{n}]"));
+    let script = format!(
+        "import os\nfor d,ds,fs in os.walk('.'):\n  for n in sorted(ds+fs):\n    p=os.path.join(d,n)\n    for a in sorted(os.listxattr(p,follow_symlinks=False)):\n      print('xattr',p,a,os.getxattr(p,a,follow_symlinks=False){cut})"
+    );
+    lines.extend(run(Command::new("python3").args(["-c", &script]), "xattrs"));
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

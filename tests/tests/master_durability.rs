@@ -17,46 +17,7 @@ const MFSMETADUMP: &str = "/usr/sbin/mfsmetadump";
 /// Type, mode, owner, size, links, mtime, link target and path of everything under
 /// `root`, plus a checksum per file and every xattr; sorted.
 fn tree_state(root: &Path) -> String {
-    let find = Command::new("find")
-        .arg(".")
-        .args([
-            "-path",
-            "./.*",
-            "-prune",
-            "-o",
-            "-printf",
-            "%y %m %U %G %s %n %T@ [%l] %p\n",
-        ])
-        .current_dir(root)
-        .output()
-        .expect("find");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&find.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let sums = Command::new("sh")
-        .args([
-            "-c",
-            "find . -path './.*' -prune -o -type f -print0 | sort -z | xargs -0 -r md5sum",
-        ])
-        .current_dir(root)
-        .output()
-        .expect("md5sum");
-    lines.extend(
-        String::from_utf8_lossy(&sums.stdout)
-            .lines()
-            .map(str::to_string),
-    );
-    let xattrs = Command::new("python3")
-        .args(["-c", "import os\nfor d,ds,fs in os.walk('.'):\n  for n in sorted(ds+fs):\n    p=os.path.join(d,n)\n    for a in sorted(os.listxattr(p,follow_symlinks=False)):\n      print('xattr',p,a,os.getxattr(p,a,follow_symlinks=False))"])
-        .current_dir(root)
-        .output()
-        .expect("xattrs");
-    lines.extend(
-        String::from_utf8_lossy(&xattrs.stdout)
-            .lines()
-            .map(str::to_string),
-    );
+    let mut lines = tree_lines(root, "%y %m %U %G %s %n %T@ [%l] %p\n", None);
     lines.sort();
     lines.join("\n")
 }

@@ -119,51 +119,12 @@ rmdir small/d9/../d8 2>/dev/null || true
 /// (directories too: MooseFS reports an encoded recursive size), links, symlink
 /// target, explicit mtimes of the `touch -d` entries, xattrs, and a checksum per file.
 fn snapshot(root: &std::path::Path) -> String {
-    let find = std::process::Command::new("find")
-        .arg(".")
-        .args([
-            "-path",
-            "./.*",
-            "-prune",
-            "-o",
-            "-printf",
-            "%y %m %U %G %s %n [%l] %p\n",
-        ])
-        .current_dir(root)
-        .output()
-        .expect("find");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&find.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut lines = tree_lines(root, "%y %m %U %G %s %n [%l] %p\n", Some(20));
     for p in ["tree/t_file", "tree/h1", "tree/a/sl"] {
         let m = fs::symlink_metadata(root.join(p)).expect("stat");
         use std::os::unix::fs::MetadataExt;
         lines.push(format!("mtime {p} {}", m.mtime()));
     }
-    let files = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "find . -path './.*' -prune -o -type f -print0 | sort -z | xargs -0 md5sum",
-        ])
-        .current_dir(root)
-        .output()
-        .expect("md5sum");
-    lines.extend(
-        String::from_utf8_lossy(&files.stdout)
-            .lines()
-            .map(str::to_string),
-    );
-    let xattrs = std::process::Command::new("python3")
-        .args(["-c", "import os\nfor d,ds,fs in os.walk('.'):\n  for n in sorted(ds+fs):\n    p=os.path.join(d,n)\n    for a in sorted(os.listxattr(p,follow_symlinks=False)):\n      print('xattr',p,a,os.getxattr(p,a,follow_symlinks=False)[:20])"])
-        .current_dir(root)
-        .output()
-        .expect("xattrs");
-    lines.extend(
-        String::from_utf8_lossy(&xattrs.stdout)
-            .lines()
-            .map(str::to_string),
-    );
     lines.sort();
     // Tool answers, in order (they go through the mount's proxy to the master).
     for (tool, args) in [

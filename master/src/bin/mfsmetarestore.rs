@@ -56,27 +56,11 @@ fn run() -> anyhow::Result<()> {
     let mut core = Core::offline(now);
     let (meta, logs, out) = if auto {
         let mut skipped = Vec::new();
-        let cands = recovery::metadata_candidates(&data, &mut skipped)?;
+        let chosen = recovery::choose_metadata(&data, ignore_ids, &mut skipped);
         for (p, e) in &skipped {
             eprintln!("{}: {e} - skipped", p.display());
         }
-        let Some(best) = cands.first() else {
-            bail!(recovery::RecoveryError::NoMetadata(data));
-        };
-        if !ignore_ids {
-            if let Some(c) = cands.iter().find(|c| {
-                c.header.metaid != 0
-                    && best.header.metaid != 0
-                    && c.header.metaid != best.header.metaid
-            }) {
-                bail!(recovery::RecoveryError::MixedIds {
-                    path: c.path.clone(),
-                    found: c.header.metaid,
-                    chosen: best.path.clone(),
-                    want: best.header.metaid,
-                });
-            }
-        }
+        let best = chosen?;
         (
             best.path.clone(),
             recovery::changelog_files(&data)?,
