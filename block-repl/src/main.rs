@@ -128,7 +128,20 @@ fn real_main() -> Result<i32> {
             }
             Ok(0)
         }
-        "down" => remote(Request::Down, Duration::from_secs(60)),
+        "down" => {
+            // `down` returns once the daemon has exited, so its port, its
+            // device and its disk are free for an immediate `up`.
+            let pid_file = cfg.me.run_dir.join(format!("{}.pid", cfg.name));
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            let rc = remote(Request::Down, Duration::from_secs(60))?;
+            if let (0, Some(pid)) = (rc, pid) {
+                wait_gone(pid, Duration::from_secs(60))
+                    .with_context(|| format!("{}: daemon {pid} did not exit", cfg.name))?;
+            }
+            Ok(rc)
+        }
         "primary" => remote(
             Request::Primary {
                 force: flag("--force"),
@@ -144,6 +157,25 @@ fn real_main() -> Result<i32> {
         "" => bail!("no verb\n{USAGE}"),
         v => bail!("unknown verb '{v}'\n{USAGE}"),
     }
+}
+
+/// Waits until process `pid` no longer exists.
+fn wait_gone(pid: i32, limit: Duration) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    // A zombie (exited, not yet reaped by whoever adopted it) counts as gone.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    while alive() {
+        if t0.elapsed() > limit {
+            bail!("still running after {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 fn up(cfg: Config, foreground: bool) -> Result<i32> {

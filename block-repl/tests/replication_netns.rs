@@ -264,7 +264,11 @@ fn outdated_promotion_and_a_wrong_secret_are_refused() {
         "node2",
         "up",
     ]);
-    assert!(o.status.success());
+    assert!(
+        o.status.success(),
+        "up with a wrong secret: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for i in 0..2 {
         wait_for("authentication refusal", LONG, || {
             let s = p.status(i);
