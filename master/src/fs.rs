@@ -13,7 +13,7 @@ use antler_protocol::cltoma::{
     SET_WINATTR,
 };
 use antler_protocol::codes::status as st;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// Result of a namespace operation: a MooseFS status on failure.
 pub type FsResult<T> = Result<T, u8>;
@@ -308,7 +308,8 @@ pub struct Fs {
     /// Number of live nodes.
     pub node_count: u32,
     pub(crate) open: HashMap<u32, u32>,
-    pub(crate) detached: HashSet<u32>,
+    /// Sustained files (deleted while a session holds them open): inode → the path they had.
+    pub(crate) detached: HashMap<u32, Box<[u8]>>,
     /// Deleted files kept in the trash (loaded from a MooseFS master's metadata): inode →
     /// the path it had. They keep their chunks.
     pub(crate) trash: BTreeMap<u32, Box<[u8]>>,
@@ -322,6 +323,25 @@ pub struct Fs {
     dir_gen: u64,
     /// The last directory path computed for a trash entry: (dir, `dir_gen`, path).
     dir_path_cache: Option<(u32, u64, Vec<u8>)>,
+}
+
+/// Buckets of the meta mount's trash directory (MooseFS's `TRASH_BUCKETS`).
+pub const TRASH_BUCKETS: u32 = 4096;
+
+/// A trash or sustained entry's listed name: its path with `/` shown as `|`; a path
+/// longer than 240 bytes becomes `(...)` and its last 235 bytes, as MooseFS sends it.
+pub fn detached_name(path: &[u8]) -> Vec<u8> {
+    let tail = if path.len() > 240 {
+        &path[path.len() - 235..]
+    } else {
+        path
+    };
+    let mut v = Vec::with_capacity(240);
+    if path.len() > 240 {
+        v.extend_from_slice(b"(...)");
+    }
+    v.extend(tail.iter().map(|&c| if c == b'/' { b'|' } else { c }));
+    v
 }
 
 /// Checks a file name as MooseFS does.
@@ -374,7 +394,7 @@ impl Fs {
             goal_changes: Vec::new(),
             node_count: 1,
             open: HashMap::new(),
-            detached: HashSet::new(),
+            detached: HashMap::new(),
             trash: BTreeMap::new(),
             inode_reuse_delay: 86_400,
             journal: Vec::new(),
@@ -920,14 +940,14 @@ impl Fs {
     /// session holds it open, else it is freed with its chunks. False when `ino` is
     /// neither.
     pub fn purge(&mut self, ino: u32, now: u32) -> bool {
-        if self.trash.remove(&ino).is_some() {
+        if let Some(path) = self.trash.remove(&ino) {
             if self.open.contains_key(&ino) {
-                self.detached.insert(ino);
+                self.detached.insert(ino, path);
             } else {
                 self.free_node(ino, now);
             }
             true
-        } else if self.detached.contains(&ino) && !self.open.contains_key(&ino) {
+        } else if self.detached.contains_key(&ino) && !self.open.contains_key(&ino) {
             self.detached.remove(&ino);
             self.free_node(ino, now);
             true
@@ -1037,6 +1057,65 @@ impl Fs {
         self.trash.len()
     }
 
+    /// Trash entries as the meta mount lists them, (name, inode): one bucket
+    /// (`inode % TRASH_BUCKETS`) or, for `None` or a bucket past the last, all of them
+    /// in bucket order.
+    pub fn trash_entries(&self, bucket: Option<u32>) -> Vec<(Vec<u8>, u32)> {
+        let one = bucket.filter(|&b| b < TRASH_BUCKETS);
+        let mut v: Vec<(Vec<u8>, u32)> = self
+            .trash
+            .iter()
+            .filter(|(&i, _)| one.is_none_or(|b| i % TRASH_BUCKETS == b))
+            .map(|(&i, p)| (detached_name(p), i))
+            .collect();
+        if one.is_none() {
+            v.sort_by_key(|&(_, i)| (i % TRASH_BUCKETS, i));
+        }
+        v
+    }
+
+    /// Sustained entries (deleted while open) as the meta mount lists them.
+    pub fn sustained_entries(&self) -> Vec<(Vec<u8>, u32)> {
+        let mut v: Vec<(Vec<u8>, u32)> = self
+            .detached
+            .iter()
+            .map(|(&i, p)| (detached_name(p), i))
+            .collect();
+        v.sort_by_key(|&(_, i)| i);
+        v
+    }
+
+    /// Attributes of a trash (`dtype` 1), sustained (2) or either (0) node; they are
+    /// shown as files with no links.
+    pub fn detached_attr(&self, ino: u32, dtype: u8) -> FsResult<Attr> {
+        let found = match dtype {
+            0 => self.trash.contains_key(&ino) || self.detached.contains_key(&ino),
+            1 => self.trash.contains_key(&ino),
+            2 => self.detached.contains_key(&ino),
+            _ => return Err(st::EINVAL),
+        };
+        if !found {
+            return Err(st::ENOENT);
+        }
+        self.attr(ino, &Ctx::root())
+    }
+
+    /// The path a trash entry is restored to.
+    pub fn trash_path_of(&self, ino: u32) -> FsResult<&[u8]> {
+        self.trash.get(&ino).map(|p| &p[..]).ok_or(st::ENOENT)
+    }
+
+    /// Removes a trash entry by hand (the meta mount's unlink), journaled as PURGE; it
+    /// becomes sustained while a session still holds it open.
+    pub fn purge_trash(&mut self, ino: u32, now: u32) -> FsResult<()> {
+        if !self.trash.contains_key(&ino) {
+            return Err(st::ENOENT);
+        }
+        self.purge(ino, now);
+        self.log(now, format!("PURGE({ino})"));
+        Ok(())
+    }
+
     /// Marks an inode open by one more session.
     pub fn acquire(&mut self, ino: u32) {
         if self.node(ino).is_some() {
@@ -1050,7 +1129,7 @@ impl Fs {
             *c -= 1;
             if *c == 0 {
                 self.open.remove(&ino);
-                if self.detached.remove(&ino) {
+                if self.detached.remove(&ino).is_some() {
                     self.free_node(ino, now);
                 }
             }
@@ -1099,7 +1178,7 @@ impl Fs {
             && self
                 .node(ino)
                 .is_some_and(|n| n.ntype == T::FILE && n.trash_hours > 0);
-        let path = if to_trash {
+        let path = if to_trash || (last && self.open.contains_key(&ino)) {
             Some(self.trash_path(parent, name))
         } else {
             None
@@ -1107,13 +1186,13 @@ impl Fs {
         self.unlink_entry(parent, name, ino, now);
         let remaining = self.node(ino).map_or(0, |n| n.parents.len());
         if remaining == 0 {
-            if let Some(path) = path {
-                self.trash.insert(ino, path.into());
+            if let (true, Some(path)) = (to_trash, &path) {
+                self.trash.insert(ino, path[..].into());
                 if let Some(n) = self.node_mut(ino) {
                     n.ctime = now;
                 }
             } else if self.open.contains_key(&ino) {
-                self.detached.insert(ino);
+                self.detached.insert(ino, path.unwrap_or_default().into());
             } else {
                 self.free_node(ino, now);
             }
@@ -1275,7 +1354,7 @@ impl Fs {
         if n.ntype == T::DIRECTORY || n.eattr & eattr::IMMUTABLE != 0 {
             return Err(st::EPERM);
         }
-        if self.detached.contains(&ino) {
+        if self.detached.contains_key(&ino) || self.trash.contains_key(&ino) {
             return Err(st::ENOENT);
         }
         if n.parents.len() >= MAX_LINKS {
@@ -1992,7 +2071,7 @@ impl Fs {
             }
             if n.parents.is_empty()
                 && i != ROOT
-                && !self.detached.contains(&i)
+                && !self.detached.contains_key(&i)
                 && !self.trash.contains_key(&i)
             {
                 return Err(format!("node {i} is not reachable"));
@@ -2104,6 +2183,48 @@ mod tests {
         assert_eq!(fs.trash.get(&g).map(|p| p.to_vec()), Some(b"b/g".to_vec()));
         assert_eq!(fs.dir_path(a), b"b".to_vec());
         assert_eq!(fs.dir_path(ROOT), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn meta_listings_name_buckets_and_detached_attributes() {
+        let mut fs = Fs::new(100);
+        let d = mk(&mut fs, ROOT, "d", T::DIRECTORY);
+        let f = mk(&mut fs, d, "f", T::FILE);
+        let g = mk(&mut fs, ROOT, "g", T::FILE);
+        let deep = mk(&mut fs, ROOT, &"y".repeat(200), T::DIRECTORY);
+        let long = "x".repeat(250);
+        let h = mk(&mut fs, deep, &long, T::FILE);
+        for (p, n) in [(d, b"f".as_slice()), (ROOT, b"g"), (deep, long.as_bytes())] {
+            fs.unlink(&Ctx::root(), p, n, 200).unwrap();
+        }
+        assert_eq!(
+            fs.trash_entries(Some(f % TRASH_BUCKETS)),
+            vec![(b"d|f".to_vec(), f)]
+        );
+        let all = fs.trash_entries(None);
+        assert_eq!(all.iter().map(|e| e.1).collect::<Vec<_>>(), vec![f, g, h]);
+        assert_eq!(fs.trash_entries(Some(TRASH_BUCKETS + 5)).len(), 3);
+        let cut = &all[2].0;
+        assert_eq!((cut.len(), &cut[..5]), (240, &b"(...)"[..]));
+        assert_eq!(&cut[5..], &b"x".repeat(235)[..]);
+        let a = fs.detached_attr(g, 0).unwrap();
+        assert_eq!((a.ntype, a.nlink, a.ctime), (T::FILE, 0, 200));
+        assert_eq!(fs.detached_attr(g, 2), Err(st::ENOENT));
+        assert_eq!(fs.detached_attr(g, 3), Err(st::EINVAL));
+        assert_eq!(fs.detached_attr(d, 0), Err(st::ENOENT));
+        assert_eq!(fs.trash_path_of(f), Ok(&b"d/f"[..]));
+        // Purged while open: sustained under its path, freed at the last release.
+        fs.acquire(f);
+        fs.purge_trash(f, 300).unwrap();
+        assert_eq!(fs.sustained_entries(), vec![(b"d|f".to_vec(), f)]);
+        assert_eq!(fs.detached_attr(f, 2).map(|a| a.nlink), Ok(0));
+        assert_eq!(fs.purge_trash(f, 300), Err(st::ENOENT));
+        fs.release(f, 400);
+        assert!(fs.sustained_entries().is_empty() && fs.node(f).is_none());
+        assert!(fs
+            .take_journal()
+            .iter()
+            .any(|(_, l)| l == &format!("PURGE({f})")));
     }
 
     #[test]

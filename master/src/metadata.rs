@@ -123,7 +123,7 @@ impl Core {
             let i = i as u32;
             let t = if fs.trash.contains_key(&i) {
                 ntype::TRASH
-            } else if fs.detached.contains(&i) {
+            } else if fs.detached.contains_key(&i) {
                 ntype::SUSTAINED
             } else {
                 n.ntype
@@ -205,14 +205,18 @@ impl Core {
             });
             next -= 1;
         }
-        let mut detached: Vec<u32> = fs.detached.iter().copied().collect();
+        let mut detached: Vec<(&u32, &Box<[u8]>)> = fs.detached.iter().collect();
         detached.sort_unstable();
-        for i in detached {
+        for (&i, path) in detached {
             m.edges.push(EdgeRec {
                 parent: 0,
                 child: i,
                 edge_id: next,
-                name: format!("sustained_{i}").into_bytes(),
+                name: if path.is_empty() {
+                    format!("sustained_{i}").into_bytes()
+                } else {
+                    path.to_vec()
+                },
             });
             next -= 1;
         }
@@ -346,7 +350,7 @@ impl Core {
                 if special.contains(&(e.child, ntype::TRASH)) {
                     fs.trash.insert(e.child, e.name.into());
                 } else if special.contains(&(e.child, ntype::SUSTAINED)) {
-                    fs.detached.insert(e.child);
+                    fs.detached.insert(e.child, e.name.into());
                 } else {
                     return Err(bad(format!(
                         "trash edge to inode {} of a wrong type",

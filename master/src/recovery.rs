@@ -288,6 +288,9 @@ pub fn replay_files(
     if tty && total > 0 {
         let _ = writeln!(std::io::stderr());
     }
+    // Replayed lines name chunks but not how many files use them: count them again from
+    // the files, or the chunk loop would delete chunks that live files use.
+    core.rebuild_chunk_refs();
     Ok(out)
 }
 
@@ -323,6 +326,30 @@ mod tests {
         assert_eq!(r.range, Some((1, 20)));
         assert_eq!(core.version, 21);
         assert!(core.fs.node(21).is_some());
+    }
+
+    #[test]
+    fn replayed_chunks_count_their_files() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!(
+            "1: {T}|CREATE(1,a,1,420,18,0,0,0):2\n\
+             2: {T}|WRITE(2,0,1,0):1\n\
+             3: {T}|LENGTH(2,10,0)\n\
+             4: {T}|UNLOCK(1)\n\
+             5: {T}|LINK(2,1,b)\n\
+             6: {T}|CREATE(1,c,1,420,18,0,0,0):3\n\
+             7: {T}|WRITE(3,0,1,0):2\n\
+             8: {T}|UNLOCK(2)\n\
+             9: {T}|UNLINK(1,c):3\n"
+        );
+        let p = lines(d.path(), "changelog.0.mfs", &text);
+        let mut core = Core::offline(T);
+        replay_files(&mut core, &[p], false).unwrap();
+        assert_eq!(core.chunks.map[&1].fcount, 1, "chunk of a live file");
+        assert_eq!(
+            core.chunks.map[&2].fcount, 1,
+            "chunk of a file in the trash"
+        );
     }
 
     #[test]

@@ -743,6 +743,15 @@ impl Core {
                     self.close(conn, "request before registration");
                     return;
                 };
+                let meta_session = self.sessions.get(&sid).is_some_and(|s| s.root == 0);
+                if meta_session && !meta_allowed(&req) {
+                    // The meta mount never sends these; there is no namespace to act on.
+                    self.send(
+                        conn,
+                        Reply::status(t + 1, ClRequest::msgid_of(p), st::EPERM),
+                    );
+                    return;
+                }
                 if let Some(pkt) = self.fuse(conn, sid, req, now) {
                     self.send(conn, pkt);
                 }
@@ -821,86 +830,7 @@ impl Core {
                         }
                     }
                 }
-                let reuse = match (sessionid, metaid) {
-                    (Some(id), Some(m)) if m == self.metaid => Some(id),
-                    (Some(id), None) => Some(id),
-                    _ => None,
-                }
-                .filter(|id| self.sessions.contains_key(id));
-                let id = reuse.unwrap_or_else(|| {
-                    let id = self.next_session;
-                    self.next_session += 1;
-                    id
-                });
-                let s = Session {
-                    id,
-                    root,
-                    sesflags: e.sesflags,
-                    umask: e.umask,
-                    rootuid: e.rootuid,
-                    rootgid: e.rootgid,
-                    mapalluid: e.mapalluid,
-                    mapallgid: e.mapallgid,
-                    mingoal: e.mingoal,
-                    maxgoal: e.maxgoal,
-                    mintrash: e.mintrashtime,
-                    maxtrash: e.maxtrashtime,
-                    disables: e.disables,
-                    ip: peer_ip,
-                    info: String::from_utf8_lossy(&info).trim_end_matches('\0').into(),
-                    conn: Some(conn),
-                    disconnected_at: 0,
-                    closed: false,
-                };
-                info!(session = id, ip = %ip_str(peer_ip), path = %want, mountpoint = %s.info, reused = reuse.is_some(), "session registered");
-                let args = format!(
-                    "#0,{},{},0{:03o},{},{},{},{},{},{},{},{},0x{:08X},{},{}",
-                    s.root,
-                    s.sesflags,
-                    s.umask,
-                    s.rootuid,
-                    s.rootgid,
-                    s.mapalluid,
-                    s.mapallgid,
-                    s.mingoal,
-                    s.maxgoal,
-                    s.mintrash,
-                    s.maxtrash,
-                    s.disables,
-                    s.ip,
-                    escape(s.info.as_bytes())
-                );
-                let now = unix_now();
-                if reuse.is_some() {
-                    self.fs.log(now, format!("SESCHANGED({id},{args})"));
-                } else {
-                    self.fs.log(now, format!("SESADD({args}):{id}"));
-                }
-                let pkt = Reply::new(reg_t)
-                    .u32(VERSHEX)
-                    .u32(id)
-                    .u64(self.metaid)
-                    .u8(s.sesflags)
-                    .u16(s.umask)
-                    .u32(s.rootuid)
-                    .u32(s.rootgid)
-                    .u32(s.mapalluid)
-                    .u32(s.mapallgid)
-                    .u8(s.mingoal)
-                    .u8(s.maxgoal)
-                    .u32(s.mintrash)
-                    .u32(s.maxtrash)
-                    .u32(s.disables)
-                    .finish();
-                self.sessions.insert(id, s);
-                if let Some(Conn {
-                    state: ConnState::Client { session, .. },
-                    ..
-                }) = self.conns.get_mut(&conn)
-                {
-                    *session = Some(id);
-                }
-                self.send(conn, pkt);
+                self.open_session(conn, peer_ip, &e, root, &info, &want, sessionid, metaid);
             }
             Register::Reconnect {
                 sessionid, metaid, ..
@@ -938,9 +868,31 @@ impl Core {
                 };
                 self.send(conn, pkt);
             }
-            Register::NewMetaSession { .. } => {
-                // Meta mounts (trash, sustained) come with the durability work.
-                self.send(conn, Reply::new(reg_t).u8(st::EACCES).finish());
+            Register::NewMetaSession {
+                version,
+                info,
+                sessionid,
+                metaid,
+                passcode,
+            } => {
+                let req = Request {
+                    ip: peer_ip,
+                    version,
+                    meta: true,
+                    path: "",
+                    random: *random,
+                    passcode,
+                };
+                let e: Export = match self.exports.choose(&req) {
+                    Ok(e) => e.clone(),
+                    Err(refusal) => {
+                        info!(ip = %ip_str(peer_ip), "meta mount refused: {refusal}");
+                        self.send(conn, Reply::new(reg_t).u8(refusal.status()).finish());
+                        return;
+                    }
+                };
+                // Root 0 marks a meta session (trash and sustained files only).
+                self.open_session(conn, peer_ip, &e, 0, &info, ".", sessionid, metaid);
             }
             Register::CloseSession { sessionid, metaid } => {
                 let status = if metaid.is_some_and(|m| m != self.metaid) {
@@ -955,6 +907,117 @@ impl Core {
                 self.send(conn, Reply::new(reg_t).u8(status).finish());
             }
         }
+    }
+
+    /// Creates (or takes over) the session of a register request that an export
+    /// accepted, journals it and answers; `root` 0 is a meta session.
+    #[allow(clippy::too_many_arguments)]
+    fn open_session(
+        &mut self,
+        conn: ConnId,
+        peer_ip: u32,
+        e: &Export,
+        root: u32,
+        info: &[u8],
+        path: &str,
+        sessionid: Option<u32>,
+        metaid: Option<u64>,
+    ) {
+        let reg_t = cl::MATOCL_FUSE_REGISTER;
+        let reuse = match (sessionid, metaid) {
+            (Some(id), Some(m)) if m == self.metaid => Some(id),
+            (Some(id), None) => Some(id),
+            _ => None,
+        }
+        .filter(|id| self.sessions.contains_key(id));
+        let id = reuse.unwrap_or_else(|| {
+            let id = self.next_session;
+            self.next_session += 1;
+            id
+        });
+        let s = Session {
+            id,
+            root,
+            sesflags: e.sesflags,
+            umask: e.umask,
+            rootuid: e.rootuid,
+            rootgid: e.rootgid,
+            mapalluid: e.mapalluid,
+            mapallgid: e.mapallgid,
+            mingoal: e.mingoal,
+            maxgoal: e.maxgoal,
+            mintrash: e.mintrashtime,
+            maxtrash: e.maxtrashtime,
+            disables: e.disables,
+            ip: peer_ip,
+            info: String::from_utf8_lossy(info).trim_end_matches('\0').into(),
+            conn: Some(conn),
+            disconnected_at: 0,
+            closed: false,
+        };
+        info!(session = id, ip = %ip_str(peer_ip), path = %path, mountpoint = %s.info, reused = reuse.is_some(), "session registered");
+        let args = format!(
+            "#0,{},{},0{:03o},{},{},{},{},{},{},{},{},0x{:08X},{},{}",
+            s.root,
+            s.sesflags,
+            s.umask,
+            s.rootuid,
+            s.rootgid,
+            s.mapalluid,
+            s.mapallgid,
+            s.mingoal,
+            s.maxgoal,
+            s.mintrash,
+            s.maxtrash,
+            s.disables,
+            s.ip,
+            escape(s.info.as_bytes())
+        );
+        let now = unix_now();
+        if reuse.is_some() {
+            self.fs.log(now, format!("SESCHANGED({id},{args})"));
+        } else {
+            self.fs.log(now, format!("SESADD({args}):{id}"));
+        }
+        let pkt = if root == 0 {
+            // A meta session's answer has no umask, uid/gid maps or disables.
+            Reply::new(reg_t)
+                .u32(VERSHEX)
+                .u32(id)
+                .u64(self.metaid)
+                .u8(s.sesflags)
+                .u8(s.mingoal)
+                .u8(s.maxgoal)
+                .u32(s.mintrash)
+                .u32(s.maxtrash)
+                .finish()
+        } else {
+            Reply::new(reg_t)
+                .u32(VERSHEX)
+                .u32(id)
+                .u64(self.metaid)
+                .u8(s.sesflags)
+                .u16(s.umask)
+                .u32(s.rootuid)
+                .u32(s.rootgid)
+                .u32(s.mapalluid)
+                .u32(s.mapallgid)
+                .u8(s.mingoal)
+                .u8(s.maxgoal)
+                .u32(s.mintrash)
+                .u32(s.maxtrash)
+                .u32(s.disables)
+                .finish()
+        };
+        self.sessions.insert(id, s);
+        if let Some(Conn {
+            state: ConnState::Client { session, .. },
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
+            *session = Some(id);
+        }
+        self.send(conn, pkt);
     }
 
     /// maproot / mapall applied to a request's credentials.
@@ -1008,7 +1071,91 @@ impl Core {
                 Err(e) => Reply::status(t, msgid, e),
             }
         };
+        let meta = root == 0;
+        let ro = s.sesflags & sesflag::READONLY != 0;
+        // The meta mount's requests: only a meta session may send them, and a
+        // read-only one may only look.
+        let meta_check = |t: u32, msgid: u32, writes: bool| -> Option<Vec<u8>> {
+            if !meta {
+                Some(Reply::status(t, msgid, st::EPERM))
+            } else if writes && ro {
+                Some(Reply::status(t, msgid, st::EROFS))
+            } else {
+                None
+            }
+        };
         Some(match req {
+            Q::GetTrash { msgid, bucket } => {
+                let t = cl::CLTOMA_FUSE_GETTRASH + 1;
+                if let Some(r) = meta_check(t, msgid, false) {
+                    return Some(r);
+                }
+                detached_list(t, msgid, self.fs.trash_entries(bucket))
+            }
+            Q::GetSustained { msgid } => {
+                let t = cl::CLTOMA_FUSE_GETSUSTAINED + 1;
+                if let Some(r) = meta_check(t, msgid, false) {
+                    return Some(r);
+                }
+                detached_list(t, msgid, self.fs.sustained_entries())
+            }
+            Q::GetDetachedAttr {
+                msgid,
+                inode,
+                dtype,
+            } => {
+                let t = cl::CLTOMA_FUSE_GETDETACHEDATTR + 1;
+                if let Some(r) = meta_check(t, msgid, false) {
+                    return Some(r);
+                }
+                let a = try_st!(t, msgid, self.fs.detached_attr(inode, dtype));
+                Reply::with_msgid(t, msgid).attr(&a).finish()
+            }
+            Q::GetTrashPath { msgid, inode } => {
+                let t = cl::CLTOMA_FUSE_GETTRASHPATH + 1;
+                if let Some(r) = meta_check(t, msgid, false) {
+                    return Some(r);
+                }
+                let p = try_st!(t, msgid, self.fs.trash_path_of(inode));
+                Reply::with_msgid(t, msgid)
+                    .u32(p.len() as u32 + 1)
+                    .bytes(p)
+                    .u8(0)
+                    .finish()
+            }
+            Q::SetTrashPath { msgid, inode, path } => {
+                let t = cl::CLTOMA_FUSE_SETTRASHPATH + 1;
+                if let Some(r) = meta_check(t, msgid, true) {
+                    return Some(r);
+                }
+                let r = self.fs.set_trash_path(inode, &path, now);
+                Reply::status(t, msgid, r.err().unwrap_or(st::OK))
+            }
+            Q::Undel { msgid, inode } => {
+                let t = cl::CLTOMA_FUSE_UNDEL + 1;
+                if let Some(r) = meta_check(t, msgid, true) {
+                    return Some(r);
+                }
+                let r = self.fs.undel(inode, now);
+                Reply::status(t, msgid, r.err().unwrap_or(st::OK))
+            }
+            Q::Purge { msgid, inode } => {
+                let t = cl::CLTOMA_FUSE_PURGE + 1;
+                if let Some(r) = meta_check(t, msgid, true) {
+                    return Some(r);
+                }
+                let r = self.fs.purge_trash(inode, now);
+                Reply::status(t, msgid, r.err().unwrap_or(st::OK))
+            }
+            // A meta session sees no space (MooseFS answers zeros too).
+            Q::Statfs { msgid } if meta => Reply::with_msgid(cl::CLTOMA_FUSE_STATFS + 1, msgid)
+                .u64(0)
+                .u64(0)
+                .u64(0)
+                .u64(0)
+                .u64(0)
+                .u32(0)
+                .finish(),
             Q::Statfs { msgid } => {
                 let (total, used) = self
                     .chunks
@@ -2511,4 +2658,31 @@ impl Core {
             MlToMaster::DownloadEnd => *upload = None,
         }
     }
+}
+
+/// A GETTRASH / GETSUSTAINED answer: `nleng:8 name inode:32` per entry.
+fn detached_list(t: u32, msgid: u32, entries: Vec<(Vec<u8>, u32)>) -> Vec<u8> {
+    let mut r = Reply::with_msgid(t, msgid);
+    for (name, ino) in entries {
+        r = r.u8(name.len() as u8).bytes(&name).u32(ino);
+    }
+    r.finish()
+}
+
+/// What a meta session may send besides keep-alives and registration.
+fn meta_allowed(q: &ClRequest) -> bool {
+    use ClRequest as Q;
+    matches!(
+        q,
+        Q::Statfs { .. }
+            | Q::GetTrash { .. }
+            | Q::GetSustained { .. }
+            | Q::GetDetachedAttr { .. }
+            | Q::GetTrashPath { .. }
+            | Q::SetTrashPath { .. }
+            | Q::Undel { .. }
+            | Q::Purge { .. }
+            | Q::SustainedInodes(_)
+            | Q::AmtimeInodes(_)
+    )
 }

@@ -65,10 +65,24 @@ pub const CLTOMA_FUSE_SETTRASHTIME: u32 = 444;
 pub const CLTOMA_FUSE_GETSCLASS: u32 = 446;
 /// mfssetgoal (storage class).
 pub const CLTOMA_FUSE_SETSCLASS: u32 = 448;
+/// Meta mount: list a trash bucket (or all of them).
+pub const CLTOMA_FUSE_GETTRASH: u32 = 450;
+/// Meta mount: attributes of a trash or sustained node.
+pub const CLTOMA_FUSE_GETDETACHEDATTR: u32 = 452;
+/// Meta mount: the path a trash entry is restored to.
+pub const CLTOMA_FUSE_GETTRASHPATH: u32 = 454;
+/// Meta mount: change the path a trash entry is restored to.
+pub const CLTOMA_FUSE_SETTRASHPATH: u32 = 456;
+/// Meta mount: restore a trash entry (undelete).
+pub const CLTOMA_FUSE_UNDEL: u32 = 458;
+/// Meta mount: remove a trash entry for good.
+pub const CLTOMA_FUSE_PURGE: u32 = 460;
 /// mfsdirinfo.
 pub const CLTOMA_FUSE_GETDIRSTATS: u32 = 462;
 /// truncate.
 pub const CLTOMA_FUSE_TRUNCATE: u32 = 464;
+/// Meta mount: list the sustained (deleted but still open) files.
+pub const CLTOMA_FUSE_GETSUSTAINED: u32 = 470;
 /// mfsgeteattr.
 pub const CLTOMA_FUSE_GETEATTR: u32 = 472;
 /// mfsseteattr.
@@ -249,6 +263,24 @@ pub enum ClRequest {
     Register(Register),
     /// `msgid`.
     Statfs { msgid: u32 },
+    /// Meta: `msgid [bucket]`; `None` (old clients) or a bucket ≥ 4096 lists every bucket.
+    GetTrash { msgid: u32, bucket: Option<u32> },
+    /// Meta: `msgid inode [dtype]` (0 any, 1 trash, 2 sustained).
+    GetDetachedAttr { msgid: u32, inode: u32, dtype: u8 },
+    /// Meta: `msgid inode`.
+    GetTrashPath { msgid: u32, inode: u32 },
+    /// Meta: `msgid inode plen:32 path` (trailing NULs stripped).
+    SetTrashPath {
+        msgid: u32,
+        inode: u32,
+        path: Vec<u8>,
+    },
+    /// Meta: `msgid inode`.
+    Undel { msgid: u32, inode: u32 },
+    /// Meta: `msgid inode`.
+    Purge { msgid: u32, inode: u32 },
+    /// Meta: `msgid`.
+    GetSustained { msgid: u32 },
     /// `msgid inode creds modemask:16` (old: `… uid gid modemask:8`).
     Access {
         msgid: u32,
@@ -677,6 +709,49 @@ impl ClRequest {
             }
             CLTOMA_FUSE_REGISTER => return Ok(Q::Register(decode_register(p)?)),
             CLTOMA_FUSE_STATFS => Q::Statfs { msgid: r.u32()? },
+            CLTOMA_FUSE_GETTRASH => {
+                let msgid = r.u32()?;
+                let bucket = match p.len() {
+                    4 => None,
+                    8 => Some(r.u32()?),
+                    n => return Err(bad(name, n, "4 or 8")),
+                };
+                Q::GetTrash { msgid, bucket }
+            }
+            CLTOMA_FUSE_GETDETACHEDATTR => {
+                let msgid = r.u32()?;
+                let inode = r.u32()?;
+                let dtype = match p.len() {
+                    8 => 0,
+                    9 => r.u8()?,
+                    n => return Err(bad(name, n, "8 or 9")),
+                };
+                Q::GetDetachedAttr {
+                    msgid,
+                    inode,
+                    dtype,
+                }
+            }
+            CLTOMA_FUSE_GETTRASHPATH | CLTOMA_FUSE_UNDEL | CLTOMA_FUSE_PURGE => {
+                let msgid = r.u32()?;
+                let inode = r.u32()?;
+                match msg_type {
+                    CLTOMA_FUSE_GETTRASHPATH => Q::GetTrashPath { msgid, inode },
+                    CLTOMA_FUSE_UNDEL => Q::Undel { msgid, inode },
+                    _ => Q::Purge { msgid, inode },
+                }
+            }
+            CLTOMA_FUSE_SETTRASHPATH => {
+                let msgid = r.u32()?;
+                let inode = r.u32()?;
+                let plen = r.u32()? as usize;
+                let mut path = r.bytes(plen)?.to_vec();
+                while path.last() == Some(&0) {
+                    path.pop();
+                }
+                Q::SetTrashPath { msgid, inode, path }
+            }
+            CLTOMA_FUSE_GETSUSTAINED => Q::GetSustained { msgid: r.u32()? },
             CLTOMA_FUSE_ACCESS => {
                 let msgid = r.u32()?;
                 let inode = r.u32()?;
@@ -1160,6 +1235,13 @@ pub fn request_name(t: u32) -> &'static str {
         CLTOMA_FUSE_SETTRASHTIME => "CLTOMA_FUSE_SETTRASHTIME",
         CLTOMA_FUSE_GETSCLASS => "CLTOMA_FUSE_GETSCLASS",
         CLTOMA_FUSE_SETSCLASS => "CLTOMA_FUSE_SETSCLASS",
+        CLTOMA_FUSE_GETTRASH => "CLTOMA_FUSE_GETTRASH",
+        CLTOMA_FUSE_GETDETACHEDATTR => "CLTOMA_FUSE_GETDETACHEDATTR",
+        CLTOMA_FUSE_GETTRASHPATH => "CLTOMA_FUSE_GETTRASHPATH",
+        CLTOMA_FUSE_SETTRASHPATH => "CLTOMA_FUSE_SETTRASHPATH",
+        CLTOMA_FUSE_UNDEL => "CLTOMA_FUSE_UNDEL",
+        CLTOMA_FUSE_PURGE => "CLTOMA_FUSE_PURGE",
+        CLTOMA_FUSE_GETSUSTAINED => "CLTOMA_FUSE_GETSUSTAINED",
         CLTOMA_FUSE_GETDIRSTATS => "CLTOMA_FUSE_GETDIRSTATS",
         CLTOMA_FUSE_TRUNCATE => "CLTOMA_FUSE_TRUNCATE",
         CLTOMA_FUSE_GETEATTR => "CLTOMA_FUSE_GETEATTR",
@@ -1434,6 +1516,68 @@ mod tests {
         // gcnt says 2 but one gid follows.
         let p = hex("00000001 00000001 01 61 00000000 00000002 00000000");
         assert!(ClRequest::decode(CLTOMA_FUSE_LOOKUP, &p).is_err());
+    }
+
+    #[test]
+    fn meta_requests_from_a_captured_meta_mount() {
+        let h = |x: &str| -> Vec<u8> {
+            (0..x.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&x[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let q = ClRequest::decode(CLTOMA_FUSE_GETTRASH, &h("000000010000000e")).unwrap();
+        assert!(matches!(
+            q,
+            ClRequest::GetTrash {
+                msgid: 1,
+                bucket: Some(14)
+            }
+        ));
+        let q = ClRequest::decode(CLTOMA_FUSE_GETTRASH, &h("00000001")).unwrap();
+        assert!(matches!(q, ClRequest::GetTrash { bucket: None, .. }));
+        let q = ClRequest::decode(CLTOMA_FUSE_UNDEL, &h("000000020000000e")).unwrap();
+        assert!(matches!(
+            q,
+            ClRequest::Undel {
+                msgid: 2,
+                inode: 14
+            }
+        ));
+        let q = ClRequest::decode(CLTOMA_FUSE_PURGE, &h("000000010000000e")).unwrap();
+        assert!(matches!(
+            q,
+            ClRequest::Purge {
+                msgid: 1,
+                inode: 14
+            }
+        ));
+        let q = ClRequest::decode(
+            CLTOMA_FUSE_SETTRASHPATH,
+            &h("00000003000000040000001464697220"),
+        );
+        assert!(q.is_err(), "plen past the end");
+        let q = ClRequest::decode(
+            CLTOMA_FUSE_SETTRASHPATH,
+            &h("0000000300000004000000146e65776469722f7375622f726573746f72656400"),
+        )
+        .unwrap();
+        let ClRequest::SetTrashPath { msgid, inode, path } = q else {
+            panic!("{q:?}")
+        };
+        assert_eq!(
+            (msgid, inode, &path[..]),
+            (3, 4, &b"newdir/sub/restored"[..])
+        );
+        let q = ClRequest::decode(CLTOMA_FUSE_GETSUSTAINED, &h("00000003")).unwrap();
+        assert!(matches!(q, ClRequest::GetSustained { msgid: 3 }));
+        for (t, bad) in [
+            (CLTOMA_FUSE_GETTRASH, "000000010000"),
+            (CLTOMA_FUSE_GETDETACHEDATTR, "000000010000000e0000"),
+            (CLTOMA_FUSE_UNDEL, "000000010000000e00"),
+        ] {
+            assert!(ClRequest::decode(t, &h(bad)).is_err(), "{t} {bad}");
+        }
     }
 
     #[test]

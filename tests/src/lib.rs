@@ -979,6 +979,7 @@ impl ClusterBuilder {
             chunkservers: Vec::new(),
             mount: None,
             mount_opts: Vec::new(),
+            meta_mount: None,
             trash_time_set: false,
         };
         c.launch_master(false);
@@ -1035,6 +1036,7 @@ pub struct Cluster {
     chunkservers: Vec<Chunkserver>,
     mount: Option<Daemon>,
     mount_opts: Vec<String>,
+    meta_mount: Option<Daemon>,
     trash_time_set: bool,
 }
 
@@ -1589,42 +1591,81 @@ impl Cluster {
     }
 
     fn umount_inner(&mut self) -> Result<(), String> {
-        let mnt = self.mount_path();
-        let mut errors = Vec::new();
-        if is_mountpoint(&mnt) {
-            let ok = matches!(
-                run_with_timeout(Command::new("fusermount3").arg("-u").arg(&mnt), TOOL_TIMEOUT),
-                Ok(o) if o.status.success()
-            );
-            if !ok || is_mountpoint(&mnt) {
-                note(format!(
-                    "fusermount3 -u {} failed; using umount -l",
-                    mnt.display()
+        let meta = unmount(&self.meta_mount_path(), self.meta_mount.take());
+        let main = unmount(&self.mount_path(), self.mount.take());
+        match (meta, main) {
+            (Ok(()), Ok(())) => Ok(()),
+            (a, b) => Err([a.err(), b.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+
+    /// Unmounts the meta mount (no-op if not mounted).
+    pub fn meta_umount(&mut self) {
+        if let Err(e) = unmount(&self.meta_mount_path(), self.meta_mount.take()) {
+            self.fail(&e);
+        }
+    }
+
+    /// The meta mount point path (`<base>/meta`).
+    pub fn meta_mount_path(&self) -> PathBuf {
+        self.base_path.join("meta")
+    }
+
+    /// Mounts the meta file system (`mfsmount -m`: `trash/`, `sustained/`) with the
+    /// real `mfsmount` at `<base>/meta`; the exports allow `.` from 127.0.0.1.
+    pub fn meta_mount(&mut self) -> PathBuf {
+        require_file(REAL_MFSMOUNT, "moosefs-client");
+        if self.meta_mount.is_some() {
+            self.fail("meta_mount(): already mounted");
+        }
+        let mnt = self.meta_mount_path();
+        fs::create_dir_all(&mnt).expect("mkdir meta");
+        let args: Vec<OsString> = vec![
+            mnt.clone().into(),
+            "-f".into(),
+            "-m".into(),
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-P".into(),
+            self.cl_port.to_string().into(),
+        ];
+        let mut d = Daemon::new(
+            "mfsmount-meta",
+            PathBuf::from(REAL_MFSMOUNT),
+            args,
+            self.base_path.join("logs/meta-mount.log"),
+            self.base_path.join(PIDS_FILE),
+        );
+        let pid = d.start().unwrap_or_else(|e| self.fail(&e));
+        self.meta_mount = Some(d);
+        let t = Instant::now();
+        while !is_mountpoint(&mnt) {
+            let m = self.meta_mount.as_mut().expect("meta mount daemon");
+            if !m.running() {
+                let st = m.last_status;
+                self.meta_mount = None;
+                self.fail(&format!(
+                    "mfsmount -m exited before mounting ({})",
+                    describe_status(st)
                 ));
-                let _ = run_with_timeout(Command::new("umount").arg("-l").arg(&mnt), TOOL_TIMEOUT);
             }
-            if is_mountpoint(&mnt) {
-                errors.push(format!("{} is still mounted", mnt.display()));
+            if t.elapsed() > LISTEN_TIMEOUT {
+                self.fail("timeout waiting for mfsmount -m to mount");
             }
+            thread::sleep(Duration::from_millis(50));
         }
-        if let Some(mut d) = self.mount.take() {
-            // mfsmount exits by itself once unmounted
-            if d.wait_exit(STOP_GRACE).is_none() {
-                note("mfsmount still running after unmount; stopping it");
-                d.stop(STOP_GRACE);
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        note(format!("mfsmount -m pid {pid} mounted {}", mnt.display()));
+        mnt
     }
 
     /// Unmount (`fusermount3 -u`, falling back to `umount -l`) and wait for
     /// the `mfsmount` process to exit. No-op if not mounted.
     pub fn umount(&mut self) {
-        if let Err(e) = self.umount_inner() {
+        if let Err(e) = unmount(&self.mount_path(), self.mount.take()) {
             self.fail(&e);
         }
         note("unmounted");
@@ -1757,6 +1798,43 @@ fn wait_listening(port: u16, d: &mut Daemon, timeout: Duration) -> Result<(), St
             ));
         }
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Unmounts `mnt` (`fusermount3 -u`, falling back to `umount -l`) and waits for its
+/// `mfsmount` to exit.
+fn unmount(mnt: &Path, daemon: Option<Daemon>) -> Result<(), String> {
+    let mut errors = Vec::new();
+    if is_mountpoint(mnt) {
+        let ok = matches!(
+            run_with_timeout(Command::new("fusermount3").arg("-u").arg(mnt), TOOL_TIMEOUT),
+            Ok(o) if o.status.success()
+        );
+        if !ok || is_mountpoint(mnt) {
+            note(format!(
+                "fusermount3 -u {} failed; using umount -l",
+                mnt.display()
+            ));
+            let _ = run_with_timeout(Command::new("umount").arg("-l").arg(mnt), TOOL_TIMEOUT);
+        }
+        if is_mountpoint(mnt) {
+            errors.push(format!("{} is still mounted", mnt.display()));
+        }
+    }
+    if let Some(mut d) = daemon {
+        // mfsmount exits by itself once unmounted
+        if d.wait_exit(STOP_GRACE).is_none() {
+            note(format!(
+                "{} still running after unmount; stopping it",
+                d.name
+            ));
+            d.stop(STOP_GRACE);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }
 

@@ -574,3 +574,170 @@ fn deleted_files_wait_in_the_trash_with_their_chunks() {
     );
     c.assert_alive();
 }
+
+/// The names in a directory of a meta mount.
+fn names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Whether a trash entry is listed in its bucket (a lookup by name alone also finds
+/// sustained files: the meta mount looks entries up by the inode in their name).
+fn listed(entry: &Path) -> bool {
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    names(entry.parent().unwrap()).contains(&name)
+}
+
+/// The name a trash entry of `ino` with path `path` has on a meta mount.
+fn trash_entry(meta: &Path, ino: u64, path: &str) -> std::path::PathBuf {
+    meta.join(format!("trash/{:03X}", ino % 4096))
+        .join(format!("{ino:08X}|{}", path.replace('/', "|")))
+}
+
+#[test]
+fn meta_mount_undeletes_renames_and_purges() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _lock = cluster_lock();
+    let mut c = antler_cluster();
+    let mnt = c.mount();
+    fs::create_dir_all(mnt.join("d1/d2")).unwrap();
+    run_tool(
+        "/usr/bin/mfssettrashtime",
+        [
+            OsStr::new("-r"),
+            OsStr::new("3600"),
+            mnt.join("d1").as_os_str(),
+        ],
+    );
+    let f_data = pattern_bytes(5, 3 << 20);
+    let g_data = pattern_bytes(6, 100_000);
+    let p_data = pattern_bytes(7, 1 << 20);
+    write_file_synced(&mnt.join("d1/d2/f"), &f_data);
+    write_file_synced(&mnt.join("d1/g"), &g_data);
+    let before_p = all_chunk_files(&c);
+    write_file_synced(&mnt.join("d1/p"), &p_data);
+    let p_files: Vec<String> = all_chunk_files(&c).difference(&before_p).cloned().collect();
+    assert!(!p_files.is_empty());
+    let ino = |p: &str| fs::metadata(mnt.join(p)).unwrap().ino();
+    let (f, g, p) = (ino("d1/d2/f"), ino("d1/g"), ino("d1/p"));
+    // p is held open by this test while it is deleted and purged.
+    let held = fs::File::open(mnt.join("d1/p")).unwrap();
+    fs::remove_dir_all(mnt.join("d1")).unwrap();
+    assert!(!mnt.join("d1").exists());
+
+    let meta = c.meta_mount();
+    let top = names(&meta);
+    assert!(
+        top.contains(&"trash".into()) && top.contains(&"sustained".into()),
+        "{top:?}"
+    );
+    let trash = names(&meta.join("trash"));
+    assert_eq!(trash.len(), 4097, "4096 buckets and undel");
+    let f_entry = trash_entry(&meta, f, "d1/d2/f");
+    let f_name = f_entry.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(listed(&f_entry), "{f_name} not listed");
+    let md = fs::metadata(&f_entry).unwrap();
+    assert_eq!((md.len(), md.nlink()), (f_data.len() as u64, 0));
+    // The content of an entry is the path it is restored to.
+    assert_eq!(fs::read_to_string(&f_entry).unwrap(), "d1/d2/f\n");
+
+    // g goes back to another path (SETPATH), f to its own: the directories are made again.
+    let g_entry = trash_entry(&meta, g, "d1/g");
+    fs::write(&g_entry, "elsewhere/g2\n").unwrap();
+    let g_entry = trash_entry(&meta, g, "elsewhere/g2");
+    assert!(listed(&g_entry), "renamed entry not listed");
+    fs::rename(&f_entry, meta.join("trash/undel").join(&f_name)).unwrap();
+    let g_name = g_entry.file_name().unwrap().to_owned();
+    fs::rename(&g_entry, meta.join("trash/undel").join(g_name)).unwrap();
+    assert_eq!(fs::read(mnt.join("d1/d2/f")).unwrap(), f_data);
+    assert_eq!(fs::read(mnt.join("elsewhere/g2")).unwrap(), g_data);
+    assert_eq!(ino("d1/d2/f"), f);
+    let d1 = fs::metadata(mnt.join("d1")).unwrap();
+    assert_eq!((d1.permissions().mode() & 0o7777, d1.uid()), (0o755, 0));
+    assert!(!f_entry.exists() && !listed(&f_entry));
+
+    // Undel onto a name in use is refused and leaves the entry in the trash.
+    fs::remove_file(mnt.join("elsewhere/g2")).unwrap();
+    fs::write(mnt.join("elsewhere/g2"), b"new").unwrap();
+    let g_entry = trash_entry(&meta, g, "elsewhere/g2");
+    let e = fs::rename(&g_entry, meta.join("trash/undel/x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{e}");
+    assert!(listed(&g_entry));
+
+    // Purging an entry that is still open makes it sustained; its chunks go when it is
+    // closed everywhere.
+    let p_entry = trash_entry(&meta, p, "d1/p");
+    fs::remove_file(&p_entry).unwrap();
+    assert!(!listed(&p_entry));
+    let sustained = names(&meta.join("sustained"));
+    assert!(
+        sustained.contains(&format!("{p:08X}|d1|p")),
+        "{sustained:?}"
+    );
+    assert!(p_files.iter().all(|f| all_chunk_files(&c).contains(f)));
+    drop(held);
+    let mnt = c.remount();
+    let t = std::time::Instant::now();
+    while fs::read_dir(meta.join("sustained")).unwrap().count() > 0
+        || p_files.iter().any(|f| all_chunk_files(&c).contains(f))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "p stays sustained or keeps its chunks\n{}",
+            c.master_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The purge of g's entry frees it at once (nothing holds it).
+    fs::remove_file(&g_entry).unwrap();
+    assert!(!listed(&g_entry));
+    assert!(!g_entry.exists(), "g is neither in the trash nor sustained");
+
+    // Everything above is journaled: after kill -9 and -a the state is the same.
+    let want = tree_state(&mnt);
+    c.umount();
+    c.meta_umount();
+    c.kill_master();
+    c.start_master_recover();
+    let mnt = c.mount();
+    assert_same(&tree_state(&mnt), &want, "after -a");
+    let live_chunks: Vec<String> = ["d1/d2/f", "elsewhere/g2"]
+        .iter()
+        .flat_map(|p| {
+            let info = mfsfileinfo(&mnt.join(p));
+            info.split("(id:")
+                .skip(1)
+                .filter_map(|t| t.split(' ').next().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(live_chunks.len(), 2, "{live_chunks:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut log = String::new();
+    for e in fs::read_dir(c.master_data_dir()).unwrap() {
+        let e = e.unwrap();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("changelog") && n.ends_with(".mfs") {
+            log += &fs::read_to_string(e.path()).unwrap();
+        }
+    }
+    for op in [
+        format!("|SETPATH({g},elsewhere/g2)"),
+        format!("|UNDEL({f})"),
+        format!("|PURGE({p})"),
+        format!("|PURGE({g})"),
+    ] {
+        assert!(log.contains(&op), "no {op} in the changelog:\n{log}");
+    }
+    // The recovered master counted the chunks' files again, so its chunk loop forgets
+    // none of the live ones (it did when replayed chunks kept a zero file count).
+    for id in &live_chunks {
+        assert!(
+            !log.contains(&format!("|CHUNKDEL({id},")),
+            "chunk {id} of a live file dropped:\n{log}"
+        );
+    }
+    c.assert_alive();
+}
