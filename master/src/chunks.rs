@@ -91,6 +91,8 @@ pub enum OpKind {
     Truncate,
     /// Replication to a new server.
     Replicate,
+    /// A copy (optionally truncated) of a shared chunk, made on the servers that hold it.
+    Duplicate,
 }
 
 /// A chunk record.
@@ -438,6 +440,95 @@ impl Chunks {
     pub fn unlock(&mut self, id: u64) {
         if let Some(c) = self.map.get_mut(&id) {
             c.lockedto = 0;
+        }
+    }
+
+    /// Whether more than one file slot references the chunk (a snapshot or an append
+    /// shares it): a write must copy it first.
+    pub fn shared(&self, id: u64) -> bool {
+        self.map.get(&id).is_some_and(|c| c.fcount > 1)
+    }
+
+    /// Copy on write: makes a new chunk (version 1) from every valid copy of the shared
+    /// chunk `old`, on the same servers (`MATOCS_DUPLICATE`, or `MATOCS_DUPTRUNC` with a
+    /// `length`). The new chunk takes over one file reference of `old`; the caller waits
+    /// for the operation.
+    pub fn duplicate(
+        &mut self,
+        old: u64,
+        goal: u8,
+        length: Option<u32>,
+        now: u32,
+        continue_op: bool,
+    ) -> Result<u64, u8> {
+        let c = self.map.get(&old).ok_or(st::NOCHUNK)?;
+        if c.lockedto >= now && !continue_op {
+            return Err(st::LOCKED);
+        }
+        if c.op.is_some() {
+            return Err(st::CHUNKBUSY);
+        }
+        let sources: Vec<(CsId, u32)> = c
+            .copies
+            .iter()
+            .filter(|k| k.state == CopyState::Valid)
+            .map(|k| (k.cs, k.version))
+            .collect();
+        if sources.is_empty() {
+            return Err(c.no_copy_status());
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut copies = Vec::with_capacity(sources.len());
+        for (cs, v) in sources {
+            copies.push(Copy {
+                cs,
+                version: 1,
+                state: CopyState::Busy,
+            });
+            let order = match length {
+                None => MasterToCs::Duplicate {
+                    new_chunkid: id,
+                    new_version: 1,
+                    src_chunkid: old,
+                    src_version: v,
+                },
+                Some(length) => MasterToCs::DupTrunc {
+                    new_chunkid: id,
+                    new_version: 1,
+                    src_chunkid: old,
+                    src_version: v,
+                    length,
+                },
+            };
+            self.orders.push((cs, order));
+        }
+        if let Some(c) = self.map.get_mut(&old) {
+            c.fcount = c.fcount.saturating_sub(1);
+        }
+        self.map.insert(
+            id,
+            Chunk {
+                version: 1,
+                goal,
+                fcount: 1,
+                lockedto: now + LOCK_TIMEOUT,
+                op: Some(OpKind::Duplicate),
+                interrupted: false,
+                replication: None,
+                fail_status: 0,
+                needverincrease: false,
+                copies,
+            },
+        );
+        Ok(id)
+    }
+
+    /// One more file slot references the chunk (snapshot, append, rollback).
+    pub fn add_ref(&mut self, id: u64, goal: u8) {
+        if let Some(c) = self.map.get_mut(&id) {
+            c.fcount += 1;
+            c.goal = c.goal.max(goal);
         }
     }
 

@@ -304,6 +304,8 @@ pub struct Fs {
     pub(crate) nodes: Vec<Option<Node>>,
     pub(crate) free: std::collections::VecDeque<(u32, u32)>,
     released: Vec<u64>,
+    /// Chunks that gained a file reference (snapshots, appends), with the file's goal.
+    referenced: Vec<(u64, u8)>,
     goal_changes: Vec<(u64, u8)>,
     /// Number of live nodes.
     pub node_count: u32,
@@ -324,6 +326,13 @@ pub struct Fs {
     /// The last directory path computed for a trash entry: (dir, `dir_gen`, path).
     dir_path_cache: Option<(u32, u64, Vec<u8>)>,
 }
+
+#[path = "fs_snapshot.rs"]
+mod snapshot;
+pub use snapshot::{smode, SnapCounts};
+
+/// Highest chunk index in a file (MooseFS's `MAX_INDEX`).
+pub const MAX_CHUNK_INDEX: u64 = 0x7FFF_FFFF;
 
 /// Buckets of the meta mount's trash directory (MooseFS's `TRASH_BUCKETS`).
 pub const TRASH_BUCKETS: u32 = 4096;
@@ -396,6 +405,7 @@ impl Fs {
             open: HashMap::new(),
             detached: HashMap::new(),
             trash: BTreeMap::new(),
+            referenced: Vec::new(),
             inode_reuse_delay: 86_400,
             journal: Vec::new(),
             journaling: true,

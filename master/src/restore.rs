@@ -274,10 +274,15 @@ impl Core {
                         }
                     }
                 } else {
+                    // A new chunk for a hole, or a copy of a shared chunk (copy on write).
+                    if cur != 0 {
+                        self.chunks.unref(cur);
+                    }
                     self.chunks
                         .map
                         .entry(id)
-                        .or_insert_with(|| Chunk::restored(1, 0));
+                        .or_insert_with(|| Chunk::restored(1, 0))
+                        .fcount += 1;
                     self.chunks.next_id = self.chunks.next_id.max(id + 1);
                 }
                 let min_len = idx as u64 * crate::fs::CHUNK_SIZE;
@@ -295,11 +300,23 @@ impl Core {
                     .fs
                     .file_chunk(ino, idx)
                     .map_err(|s| failed(l, st::name(s)))?;
-                if cur != id {
+                if cur == id {
+                    if let Some(c) = self.chunks.map.get_mut(&id) {
+                        c.version += 1;
+                    }
+                } else if cur != 0 && id >= self.chunks.next_id {
+                    // The truncated copy of a shared chunk.
+                    self.chunks.unref(cur);
+                    self.chunks
+                        .map
+                        .entry(id)
+                        .or_insert_with(|| Chunk::restored(1, 0))
+                        .fcount += 1;
+                    self.chunks.next_id = id + 1;
+                    let r = self.fs.set_chunk(ino, idx, id, 0).map(|_| ());
+                    status(l, r)?;
+                } else {
                     return Err(failed(l, format!("file slot holds chunk {cur}")));
-                }
-                if let Some(c) = self.chunks.map.get_mut(&id) {
-                    c.version += 1;
                 }
             }
             "ROLLBACK" => {
@@ -429,11 +446,80 @@ impl Core {
                     ));
                 }
             }
+            "SNAPSHOT" => {
+                // src,dstparent,name,smode,sesflags,uid,[gid,...],umask (or a single gid)
+                let n = l.args.len();
+                if n < 8 {
+                    l.want_args(8)?;
+                }
+                let gids: Vec<u32> = if l.args[6].starts_with('[') {
+                    let list = l.args[6..n - 1].join(",");
+                    let inner = list
+                        .strip_prefix('[')
+                        .and_then(|x| x.strip_suffix(']'))
+                        .ok_or_else(|| failed(l, "bad gid list"))?;
+                    inner
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(|g| g.parse::<u32>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| failed(l, "bad gid list"))?
+                } else {
+                    l.want_args(8)?;
+                    vec![l.u32_arg(6)?]
+                };
+                let ctx = crate::fs::Ctx {
+                    uid: l.u32_arg(5)?,
+                    gids,
+                    sesflags: l.u32_arg(4)? as u8,
+                    umask: 0,
+                };
+                let umask = l.u32_arg(n - 1)? as u16;
+                let r = self.fs.mr_snapshot(
+                    &ctx,
+                    l.u32_arg(0)?,
+                    l.u32_arg(1)?,
+                    &l.bytes_arg(2)?,
+                    l.u32_arg(3)? as u8,
+                    umask,
+                    ts,
+                );
+                let c = r.map_err(|e| failed(l, st::name(e)))?;
+                if let Some(want) = l.result {
+                    if want != c.result() {
+                        return Err(failed(
+                            l,
+                            format!("snapshot result {}, changelog says {want}", c.result()),
+                        ));
+                    }
+                }
+            }
+            "APPEND" => {
+                let (dst, src) = (l.u32_arg(0)?, l.u32_arg(1)?);
+                let (from, to) = if l.args.len() == 2 {
+                    let len = match self.fs.node(src).map(|n| &n.kind) {
+                        Some(crate::fs::Kind::File { length, .. }) => *length,
+                        _ => 0,
+                    };
+                    if len == 0 {
+                        return Ok(());
+                    }
+                    (0, ((len - 1) / crate::fs::CHUNK_SIZE) as u32)
+                } else {
+                    l.want_args(4)?;
+                    (l.u32_arg(2)?, l.u32_arg(3)?)
+                };
+                let r = self.fs.mr_append(dst, src, from, to, ts);
+                status(l, r)?;
+            }
             other => return Err(ReplayError::Unsupported(other.to_string())),
         }
         // Keep chunk reference counts in step with the files.
         for id in self.fs.take_released() {
             self.chunks.unref(id);
+        }
+        for (id, goal) in self.fs.take_referenced() {
+            self.chunks.add_ref(id, goal);
         }
         Ok(())
     }
@@ -460,9 +546,10 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use crate::changelog::{file_name, Changelog};
-    use crate::fs::{Ctx, ROOT};
+    use crate::fs::{smode, Ctx, ROOT};
     use crate::server::{Core, Session};
     use antler_protocol::cltoma::{node_type as T, SetAttr, SET_MODE, SET_MTIME, SET_UID};
+    use antler_protocol::codes::status as st;
     use std::sync::Arc;
 
     fn session(id: u32) -> Session {
@@ -608,6 +695,76 @@ mod tests {
         a.fs.set_trash_path(files[4], b"again/here/f4", t0 + 46)
             .unwrap();
         a.fs.undel(files[4], t0 + 47).unwrap();
+        // A snapshot of the directory (shares chunk 77), again with -o over itself (all
+        // unchanged), and a user's snapshot that skips what the user cannot read.
+        let snap =
+            a.fs.snapshot(&root, d, ROOT, b"snap,1", 0, 0o022, t0 + 48)
+                .unwrap();
+        assert!(snap.new > 10 && snap.existing == 0, "{snap:?}");
+        // (The undeletable copy of f10 refuses -o over the whole directory.)
+        let e =
+            a.fs.snapshot(&root, d, ROOT, b"snap,1", smode::CAN_OVERWRITE, 0, t0 + 49);
+        assert_eq!(e, Err(st::EPERM));
+        let sd = a.fs.lookup(&root, ROOT, b"snap,1").unwrap();
+        let again =
+            a.fs.snapshot(
+                &root,
+                files[8],
+                sd,
+                b"f8,(%)",
+                smode::CAN_OVERWRITE,
+                0,
+                t0 + 49,
+            )
+            .unwrap();
+        assert_eq!((again.new, again.same), (0, 1), "{again:?}");
+        let other = Ctx {
+            uid: 2000,
+            gids: vec![2000, 5],
+            sesflags: 0,
+            umask: 0,
+        };
+        a.fs.setattr(
+            &root,
+            ROOT,
+            &SetAttr {
+                setmask: SET_MODE,
+                mode: 0o777,
+                ..SetAttr::default()
+            },
+            t0 + 49,
+        )
+        .unwrap();
+        let private = SetAttr {
+            setmask: SET_MODE,
+            mode: 0o600,
+            ..SetAttr::default()
+        };
+        a.fs.setattr(&root, files[9], &private, t0 + 49).unwrap();
+        let mine =
+            a.fs.snapshot(&other, d, ROOT, b"mine", smode::CPLIKE_ATTR, 0o027, t0 + 50)
+                .unwrap();
+        assert!(mine.new > 0 && mine.new < snap.new, "{mine:?} {snap:?}");
+        // Appends: all of f8 (chunk 77) after a file's first chunk, then nothing.
+        let app =
+            a.fs.create(
+                &root,
+                ROOT,
+                b"app",
+                T::FILE,
+                0o644,
+                0,
+                0,
+                true,
+                None,
+                t0 + 51,
+            )
+            .unwrap();
+        a.fs.set_length(app, 10, t0 + 51, true).unwrap();
+        a.fs.append_slice(&root, app, files[8], 0, 0, 0x8000_0000, t0 + 52)
+            .unwrap();
+        a.fs.append_slice(&root, app, files[8], 2, 0, 5, t0 + 52)
+            .unwrap();
         a.rebuild_chunk_refs();
     }
 
@@ -627,9 +784,13 @@ mod tests {
         for line in text.lines() {
             assert!(b.replay_line(line).unwrap(), "{line}");
         }
+        assert_eq!(b.chunks.map[&77].fcount, 4, "f8, its two snapshots and app");
         b.rebuild_chunk_refs();
         assert_eq!(b.version, a.version);
         assert_eq!(b.to_image(), a.to_image());
+        assert_eq!(a.chunks.map[&77].fcount, 4);
+        assert!(text.contains("|APPEND("), "{text}");
+        assert!(text.contains("|SNAPSHOT("), "{text}");
         b.fs.check_links().unwrap();
         // Replaying again skips everything; a hole is refused.
         assert!(!b.replay_line(text.lines().next().unwrap()).unwrap());
@@ -662,6 +823,6 @@ mod tests {
         }
         assert_eq!(again, want);
         assert_eq!(b.fs.node_stats(ROOT), a.fs.node_stats(ROOT));
-        assert_eq!(b.chunks.map.get(&77).map(|c| c.fcount), Some(1));
+        assert_eq!(b.chunks.map.get(&77).map(|c| c.fcount), Some(4));
     }
 }

@@ -166,7 +166,9 @@ enum Waiter {
         msgid: u32,
         inode: u32,
         index: u32,
-        created: bool,
+        /// The chunk the slot held before a new one was made for this write (0: a
+        /// hole; a shared chunk when copied on write); `None` for a version bump.
+        replaced: Option<u64>,
     },
     Truncate {
         conn: ConnId,
@@ -175,6 +177,8 @@ enum Waiter {
         length: u64,
         prev: u64,
         session: u32,
+        /// (index, shared chunk) when the truncate copies a shared chunk.
+        replaced: Option<(u32, u64)>,
     },
 }
 
@@ -477,6 +481,9 @@ impl Core {
             for id in self.fs.take_released() {
                 self.chunks.unref(id);
             }
+            for (id, goal) in self.fs.take_referenced() {
+                self.chunks.add_ref(id, goal);
+            }
             for (id, v) in self.chunks.take_removed() {
                 self.fs.log(now, format!("CHUNKDEL({id},{v})"));
             }
@@ -505,21 +512,15 @@ impl Core {
                 msgid,
                 inode,
                 index,
-                created,
+                replaced,
             } => {
                 if status == st::OK {
                     let pkt =
                         self.chunk_reply(cl::CLTOMA_FUSE_WRITE_CHUNK + 1, msgid, inode, index);
                     self.send(conn, pkt);
                 } else {
-                    if created {
-                        // Roll the file's slot back to a hole.
-                        if matches!(self.fs.file_chunk(inode, index), Ok((_, c)) if c == chunkid) {
-                            let _ = self.fs.set_chunk(inode, index, 0, 0);
-                            self.chunks.unref(chunkid);
-                            self.fs
-                                .log(now, format!("ROLLBACK({inode},{index},0,{chunkid})"));
-                        }
+                    if let Some(prev) = replaced {
+                        self.roll_back_slot(inode, index, prev, chunkid, now);
                     }
                     self.chunk_failed(chunkid, now);
                     self.send(
@@ -535,9 +536,13 @@ impl Core {
                 length,
                 prev,
                 session,
+                replaced,
             } => {
                 let t = cl::CLTOMA_FUSE_TRUNCATE + 1;
                 if status != st::OK {
+                    if let Some((index, old)) = replaced {
+                        self.roll_back_slot(inode, index, old, chunkid, now);
+                    }
                     self.chunk_failed(chunkid, now);
                     self.send(conn, Reply::status(t, msgid, status));
                     return;
@@ -554,6 +559,20 @@ impl Core {
                 };
                 self.send(conn, pkt);
             }
+        }
+    }
+
+    /// A new chunk made for a write or truncate failed: the file's slot gets the chunk it
+    /// held before (a hole, or the shared chunk that was being copied).
+    fn roll_back_slot(&mut self, inode: u32, index: u32, prev: u64, chunkid: u64, now: u32) {
+        if matches!(self.fs.file_chunk(inode, index), Ok((_, c)) if c == chunkid) {
+            let _ = self.fs.set_chunk(inode, index, prev, 0);
+            if prev != 0 {
+                self.chunks.add_ref(prev, 0);
+            }
+            self.chunks.unref(chunkid);
+            self.fs
+                .log(now, format!("ROLLBACK({inode},{index},{prev},{chunkid})"));
         }
     }
 
@@ -1085,6 +1104,58 @@ impl Core {
             }
         };
         Some(match req {
+            Q::Snapshot {
+                msgid,
+                src,
+                dst_parent,
+                name,
+                creds,
+                smode,
+                umask,
+            } => {
+                let t = cl::CLTOMA_FUSE_SNAPSHOT + 1;
+                if Self::disabled(&s, 19) {
+                    return Some(Reply::status(t, msgid, st::EPERM));
+                }
+                let ctx = self.ctx(&s, &creds);
+                // Without a umask (old tools) the copies cannot be made like `cp`.
+                let (smode, umask) = match umask {
+                    Some(u) => (smode, u | s.umask),
+                    None => (smode & !crate::fs::smode::CPLIKE_ATTR, s.umask),
+                };
+                let r = self.fs.snapshot(
+                    &ctx,
+                    map_in(src),
+                    map_in(dst_parent),
+                    &name,
+                    smode,
+                    umask,
+                    now,
+                );
+                if let Ok(c) = &r {
+                    info!(session = s.id, src, "snapshot made: {c:?}");
+                }
+                Reply::status(t, msgid, r.err().unwrap_or(st::OK))
+            }
+            Q::AppendSlice {
+                msgid,
+                flags,
+                dst,
+                src,
+                from,
+                to,
+                creds,
+            } => {
+                let t = cl::CLTOMA_FUSE_APPEND_SLICE + 1;
+                if Self::disabled(&s, 18) {
+                    return Some(Reply::status(t, msgid, st::EPERM));
+                }
+                let ctx = self.ctx(&s, &creds);
+                let r = self
+                    .fs
+                    .append_slice(&ctx, map_in(dst), map_in(src), flags, from, to, now);
+                Reply::status(t, msgid, r.err().unwrap_or(st::OK))
+            }
             Q::GetTrash { msgid, bucket } => {
                 let t = cl::CLTOMA_FUSE_GETTRASH + 1;
                 if let Some(r) = meta_check(t, msgid, false) {
@@ -1988,7 +2059,27 @@ impl Core {
                         msgid,
                         inode,
                         index,
-                        created: true,
+                        replaced: Some(0),
+                    });
+                    None
+                }
+                Err(e) => Some(Reply::status(t, msgid, e)),
+            }
+        } else if self.chunks.shared(cid) {
+            // Copy on write: the file gets its own copy of a chunk a snapshot shares.
+            match self
+                .chunks
+                .duplicate(cid, goal, None, now, flags & 0x02 != 0)
+            {
+                Ok(id) => {
+                    let _ = self.fs.set_chunk(inode, index, id, min_len);
+                    self.fs.log(now, format!("WRITE({inode},{index},1,0):{id}"));
+                    self.waiting.entry(id).or_default().push(Waiter::Write {
+                        conn,
+                        msgid,
+                        inode,
+                        index,
+                        replaced: Some(cid),
                     });
                     None
                 }
@@ -2011,7 +2102,7 @@ impl Core {
                         msgid,
                         inode,
                         index,
-                        created: false,
+                        replaced: None,
                     });
                     None
                 }
@@ -2073,16 +2164,32 @@ impl Core {
             let idx = (length / CHUNK_SIZE) as u32;
             if let Ok((_, cid)) = self.fs.file_chunk(ino, idx) {
                 if cid != 0 {
-                    return match self.chunks.truncate(cid, (length % CHUNK_SIZE) as u32, now) {
-                        Ok(()) => {
-                            self.fs.log(now, format!("TRUNC({ino},{idx}):{cid}"));
-                            self.waiting.entry(cid).or_default().push(Waiter::Truncate {
+                    let in_chunk = (length % CHUNK_SIZE) as u32;
+                    let r = if self.chunks.shared(cid) {
+                        // Copy on write: the truncated copy becomes the file's own chunk.
+                        let goal = self.fs.node(ino).map_or(1, |n| n.goal);
+                        self.chunks
+                            .duplicate(cid, goal, Some(in_chunk), now, false)
+                            .map(|id| {
+                                let _ = self.fs.set_chunk(ino, idx, id, 0);
+                                (id, Some((idx, cid)))
+                            })
+                    } else {
+                        self.chunks
+                            .truncate(cid, in_chunk, now)
+                            .map(|()| (cid, None))
+                    };
+                    return match r {
+                        Ok((id, replaced)) => {
+                            self.fs.log(now, format!("TRUNC({ino},{idx}):{id}"));
+                            self.waiting.entry(id).or_default().push(Waiter::Truncate {
                                 conn,
                                 msgid,
                                 inode: ino,
                                 length,
                                 prev,
                                 session: s.id,
+                                replaced,
                             });
                             None
                         }

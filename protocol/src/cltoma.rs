@@ -55,6 +55,8 @@ pub const CLTOMA_FUSE_READ_CHUNK: u32 = 432;
 pub const CLTOMA_FUSE_WRITE_CHUNK: u32 = 434;
 /// End of a chunk write (final length, unlock).
 pub const CLTOMA_FUSE_WRITE_CHUNK_END: u32 = 436;
+/// mfsappendchunks: append a slice of one file's chunks to another.
+pub const CLTOMA_FUSE_APPEND_SLICE: u32 = 438;
 /// mfsfileinfo / mfscheckfile.
 pub const CLTOMA_FUSE_CHECK: u32 = 440;
 /// mfsgettrashtime.
@@ -81,6 +83,8 @@ pub const CLTOMA_FUSE_PURGE: u32 = 460;
 pub const CLTOMA_FUSE_GETDIRSTATS: u32 = 462;
 /// truncate.
 pub const CLTOMA_FUSE_TRUNCATE: u32 = 464;
+/// mfsmakesnapshot.
+pub const CLTOMA_FUSE_SNAPSHOT: u32 = 468;
 /// Meta mount: list the sustained (deleted but still open) files.
 pub const CLTOMA_FUSE_GETSUSTAINED: u32 = 470;
 /// mfsgeteattr.
@@ -263,6 +267,28 @@ pub enum ClRequest {
     Register(Register),
     /// `msgid`.
     Statfs { msgid: u32 },
+    /// `msgid src dstparent NAME creds smode [umask:16]` (mfsmakesnapshot).
+    Snapshot {
+        msgid: u32,
+        src: u32,
+        dst_parent: u32,
+        name: Vec<u8>,
+        creds: Creds,
+        smode: u8,
+        /// `None` from clients too old to send it (then copies take no umask).
+        umask: Option<u16>,
+    },
+    /// `msgid [flags] dst src [from to] creds` (mfsappendchunks); flags 1 and 2 make
+    /// `from` / `to` count back from the source's end.
+    AppendSlice {
+        msgid: u32,
+        flags: u8,
+        dst: u32,
+        src: u32,
+        from: u32,
+        to: u32,
+        creds: Creds,
+    },
     /// Meta: `msgid [bucket]`; `None` (old clients) or a bucket ≥ 4096 lists every bucket.
     GetTrash { msgid: u32, bucket: Option<u32> },
     /// Meta: `msgid inode [dtype]` (0 any, 1 trash, 2 sustained).
@@ -752,6 +778,47 @@ impl ClRequest {
                 Q::SetTrashPath { msgid, inode, path }
             }
             CLTOMA_FUSE_GETSUSTAINED => Q::GetSustained { msgid: r.u32()? },
+            CLTOMA_FUSE_SNAPSHOT => {
+                let msgid = r.u32()?;
+                let src = r.u32()?;
+                let dst_parent = r.u32()?;
+                let nm = name8(&mut r)?;
+                let old = r.remaining() == 9;
+                let creds = creds_then(&mut r, if old { 1 } else { 3 }, name)?;
+                let smode = r.u8()?;
+                let umask = if old { None } else { Some(r.u16()?) };
+                Q::Snapshot {
+                    msgid,
+                    src,
+                    dst_parent,
+                    name: nm,
+                    creds,
+                    smode,
+                    umask,
+                }
+            }
+            CLTOMA_FUSE_APPEND_SLICE => {
+                let msgid = r.u32()?;
+                let sliced = p.len() % 2 == 1;
+                let flags = if sliced { r.u8()? } else { 0 };
+                let dst = r.u32()?;
+                let src = r.u32()?;
+                let (from, to) = if sliced {
+                    (r.u32()?, r.u32()?)
+                } else {
+                    (0, 0x8000_0000)
+                };
+                let creds = creds_then(&mut r, 0, name)?;
+                Q::AppendSlice {
+                    msgid,
+                    flags,
+                    dst,
+                    src,
+                    from,
+                    to,
+                    creds,
+                }
+            }
             CLTOMA_FUSE_ACCESS => {
                 let msgid = r.u32()?;
                 let inode = r.u32()?;
@@ -1242,6 +1309,8 @@ pub fn request_name(t: u32) -> &'static str {
         CLTOMA_FUSE_UNDEL => "CLTOMA_FUSE_UNDEL",
         CLTOMA_FUSE_PURGE => "CLTOMA_FUSE_PURGE",
         CLTOMA_FUSE_GETSUSTAINED => "CLTOMA_FUSE_GETSUSTAINED",
+        CLTOMA_FUSE_SNAPSHOT => "CLTOMA_FUSE_SNAPSHOT",
+        CLTOMA_FUSE_APPEND_SLICE => "CLTOMA_FUSE_APPEND_SLICE",
         CLTOMA_FUSE_GETDIRSTATS => "CLTOMA_FUSE_GETDIRSTATS",
         CLTOMA_FUSE_TRUNCATE => "CLTOMA_FUSE_TRUNCATE",
         CLTOMA_FUSE_GETEATTR => "CLTOMA_FUSE_GETEATTR",
