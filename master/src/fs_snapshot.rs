@@ -292,9 +292,15 @@ impl Fs {
             target.as_deref(),
             ino,
         )?;
-        if !cplike {
-            if let Some(n) = self.node_mut(ino) {
-                (n.goal, n.trash_hours, n.eattr, n.winattr, n.xattrs) = copied;
+        if let Some(n) = self.node_mut(ino) {
+            let (goal, trash, ea, win, xattrs) = copied;
+            if replaced {
+                // MooseFS's replacement of an existing file keeps only the storage class
+                // and trash time (no extended attributes, xattrs or ACLs).
+                (n.goal, n.trash_hours) = (goal, trash);
+            } else if !cplike {
+                (n.goal, n.trash_hours, n.eattr, n.winattr, n.xattrs) =
+                    (goal, trash, ea, win, xattrs);
             }
         }
         if stype == T::FILE {

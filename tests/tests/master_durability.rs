@@ -741,3 +741,147 @@ fn meta_mount_undeletes_renames_and_purges() {
     }
     c.assert_alive();
 }
+
+/// Chunk ids of a file, in order (`mfsfileinfo`; holes left out).
+fn chunk_ids(path: &Path) -> Vec<u64> {
+    mfsfileinfo(path)
+        .split("(id:")
+        .skip(1)
+        .filter_map(|t| t.split(' ').next().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// Overwrites `data` at `offset` in an existing file and fsyncs it.
+fn overwrite_synced(path: &Path, offset: u64, data: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn snapshots_share_chunks_until_written_and_appends_share_them_too() {
+    let _lock = cluster_lock();
+    let mut c = antler_cluster();
+    let mnt = c.mount_direct();
+    fs::create_dir_all(mnt.join("src/sub")).unwrap();
+    // Two copies: one on the real chunkserver, one on Antler's; both duplicate.
+    mfssetgoal(2, &mnt.join("src"), true);
+    let a_old = pattern_bytes(11, 3 << 20);
+    let big_old = pattern_bytes(12, 70 << 20);
+    write_file_synced(&mnt.join("src/a"), &a_old);
+    write_file_synced(&mnt.join("src/big"), &big_old);
+    write_file_synced(&mnt.join("src/sub/c"), b"small");
+    std::os::unix::fs::symlink("a", mnt.join("src/link")).unwrap();
+    let files_before = all_chunk_files(&c);
+
+    run_tool(
+        "/usr/bin/mfsmakesnapshot",
+        [mnt.join("src").as_os_str(), mnt.join("snap").as_os_str()],
+    );
+    assert_eq!(fs::read(mnt.join("snap/a")).unwrap(), a_old);
+    assert_eq!(fs::read(mnt.join("snap/sub/c")).unwrap(), b"small");
+    assert_eq!(
+        fs::read_link(mnt.join("snap/link")).unwrap(),
+        Path::new("a")
+    );
+    let a_ids = chunk_ids(&mnt.join("src/a"));
+    assert_eq!(a_ids.len(), 1);
+    assert_eq!(
+        chunk_ids(&mnt.join("snap/a")),
+        a_ids,
+        "the snapshot shares a's chunk"
+    );
+    assert_eq!(
+        chunk_ids(&mnt.join("snap/big")),
+        chunk_ids(&mnt.join("src/big"))
+    );
+    assert_eq!(
+        all_chunk_files(&c),
+        files_before,
+        "a snapshot copies no data"
+    );
+
+    // A write to the source copies the chunk first; the snapshot keeps the old bytes.
+    let patch = pattern_bytes(13, 4096);
+    overwrite_synced(&mnt.join("src/a"), 1 << 20, &patch);
+    let mut a_new = a_old.clone();
+    a_new[1 << 20..(1 << 20) + 4096].copy_from_slice(&patch);
+    assert_eq!(fs::read(mnt.join("src/a")).unwrap(), a_new);
+    assert_eq!(fs::read(mnt.join("snap/a")).unwrap(), a_old);
+    let a_new_ids = chunk_ids(&mnt.join("src/a"));
+    assert_ne!(a_new_ids, a_ids, "the written file got its own chunk");
+    assert_eq!(chunk_ids(&mnt.join("snap/a")), a_ids);
+    assert_eq!(
+        mfscheckfile(&mnt.join("src/a")).contains("2 copies"),
+        true,
+        "{}",
+        mfscheckfile(&mnt.join("src/a"))
+    );
+
+    // Truncating inside a shared chunk copies it truncated (DUPTRUNC).
+    let cut = (64 << 20) + 1000;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("snap/big"))
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    assert_eq!(fs::read(mnt.join("snap/big")).unwrap(), &big_old[..cut]);
+    assert_eq!(fs::read(mnt.join("src/big")).unwrap(), big_old);
+    let (sb, bb) = (
+        chunk_ids(&mnt.join("snap/big")),
+        chunk_ids(&mnt.join("src/big")),
+    );
+    assert_eq!(sb[0], bb[0], "the untouched first chunk stays shared");
+    assert_ne!(sb[1], bb[1]);
+
+    // mfsappendchunks: whole chunks of a and of the snapshot's a, shared.
+    run_tool(
+        "/usr/bin/mfsappendchunks",
+        [
+            mnt.join("joined").as_os_str(),
+            mnt.join("src/a").as_os_str(),
+            mnt.join("snap/a").as_os_str(),
+        ],
+    );
+    let joined = fs::read(mnt.join("joined")).unwrap();
+    assert_eq!(joined.len(), (64 << 20) + a_old.len());
+    assert_eq!(&joined[..a_new.len()], &a_new[..]);
+    assert!(joined[a_new.len()..64 << 20].iter().all(|&b| b == 0));
+    assert_eq!(&joined[64 << 20..], &a_old[..]);
+    assert_eq!(chunk_ids(&mnt.join("joined")), [a_new_ids[0], a_ids[0]]);
+    // Writing the joined file leaves both sources alone.
+    overwrite_synced(&mnt.join("joined"), 10, b"JOINED");
+    assert_eq!(fs::read(mnt.join("src/a")).unwrap(), a_new);
+    assert_eq!(fs::read(mnt.join("snap/a")).unwrap(), a_old);
+
+    // Everything is journaled: kill -9 and -a give the same tree, and no chunk of a
+    // live file is dropped.
+    let want = tree_state(&mnt);
+    c.umount();
+    c.kill_master();
+    c.start_master_recover();
+    let mnt = c.mount();
+    assert_same(&tree_state(&mnt), &want, "after -a");
+    let mut log = String::new();
+    for e in fs::read_dir(c.master_data_dir()).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        if n.starts_with("changelog") && n.ends_with(".mfs") {
+            log += &fs::read_to_string(c.master_data_dir().join(n)).unwrap();
+        }
+    }
+    assert!(
+        log.contains("|SNAPSHOT(") && log.contains("|APPEND("),
+        "{log}"
+    );
+    for p in ["src/a", "snap/a", "src/big", "snap/big", "joined"] {
+        for id in chunk_ids(&mnt.join(p)) {
+            assert!(
+                !log.contains(&format!("|CHUNKDEL({id},")),
+                "chunk {id} of {p} dropped:\n{log}"
+            );
+        }
+    }
+    c.assert_alive();
+}

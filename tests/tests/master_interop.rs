@@ -107,6 +107,14 @@ os.setxattr("tree/d", "user.dir", b"1")
 os.setxattr("tree/h1", "user.gone", b"1")
 os.removexattr("tree/h1", "user.gone")
 PY
+mfsmakesnapshot tree/a snapA
+mfsmakesnapshot -c tree/h1 snapA/h1copy
+printf 'COW' | dd of=snapA/big2 conv=notrunc bs=1 seek=10 status=none
+truncate -s 100 snapA/cut
+mfsmakesnapshot -o tree/r2 snapA/cut
+if mfsmakesnapshot tree/r2 snapA/cut 2>/dev/null; then echo "no -o: should fail"; exit 1; fi
+mfsappendchunks snapA/joined tree/trunc tree/big
+printf 'J' | dd of=snapA/joined conv=notrunc bs=1 seek=5 status=none
 mkdir -p doomed/x/y
 for k in 1 2 3; do echo $k > doomed/x/y/f$k; done
 cp tree/trunc doomed/x/copy
@@ -128,12 +136,18 @@ fn snapshot(root: &std::path::Path) -> String {
     lines.sort();
     // Tool answers, in order (they go through the mount's proxy to the master).
     for (tool, args) in [
-        ("/usr/bin/mfsdirinfo", vec!["tree", "small"]),
-        ("/usr/bin/mfsgetgoal", vec!["-r", "tree", "small"]),
+        ("/usr/bin/mfsdirinfo", vec!["tree", "small", "snapA"]),
+        ("/usr/bin/mfsgetgoal", vec!["-r", "tree", "small", "snapA"]),
         ("/usr/bin/mfsgettrashtime", vec!["-r", "tree"]),
         (
             "/usr/bin/mfscheckfile",
-            vec!["tree/big", "tree/a/cut", "tree/trunc"],
+            vec![
+                "tree/big",
+                "tree/a/cut",
+                "tree/trunc",
+                "snapA/big2",
+                "snapA/joined",
+            ],
         ),
     ] {
         let out = std::process::Command::new(tool)
