@@ -812,12 +812,8 @@ fn snapshots_share_chunks_until_written_and_appends_share_them_too() {
     let a_new_ids = chunk_ids(&mnt.join("src/a"));
     assert_ne!(a_new_ids, a_ids, "the written file got its own chunk");
     assert_eq!(chunk_ids(&mnt.join("snap/a")), a_ids);
-    assert_eq!(
-        mfscheckfile(&mnt.join("src/a")).contains("2 copies"),
-        true,
-        "{}",
-        mfscheckfile(&mnt.join("src/a"))
-    );
+    let check = mfscheckfile(&mnt.join("src/a"));
+    assert!(check.contains("2 copies"), "{check}");
 
     // Truncating inside a shared chunk copies it truncated (DUPTRUNC).
     let cut = (64 << 20) + 1000;
