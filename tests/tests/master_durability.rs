@@ -46,6 +46,8 @@ python3 -c "import os; os.setxattr('w/a/f13','user.colour',b'bl,ue(x)%'); os.set
 
 mfssetgoal -r 1 w/a >/dev/null
 mfssettrashtime 0 w/c/data >/dev/null
+mfsmakesnapshot w/c w/snapC
+mfsappendchunks w/joined w/c/data w/a/f20
 mkdir 'w/odd name,(%)'
 echo odd > 'w/odd name,(%)/x'
 sync
@@ -283,6 +285,14 @@ fn real_master_metadata_and_changelogs_load() {
         "after loading the real master's metadata.mfs",
     );
     fs::write(mnt.join("w/by-antler"), b"written by antler").unwrap();
+    // A write to a chunk the real master's snapshot shares: copied on write by ours.
+    let data = mnt.join("w/snapC/data");
+    let mut f = fs::OpenOptions::new().write(true).open(&data).unwrap();
+    f.seek(SeekFrom::Start(100)).unwrap();
+    f.write_all(b"copied on write by antler").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_ne!(fs::read(&data).unwrap(), fs::read(mnt.join("w/c/data")).unwrap());
     let with_ours = tree_state(&mnt);
 
     // 2. Back to the real master (it loads the metadata.mfs we wrote), more changes,
@@ -300,7 +310,7 @@ fn real_master_metadata_and_changelogs_load() {
         Command::new("bash")
             .args([
                 "-c",
-                "set -e; mkdir w/late; for i in $(seq 1 50); do echo $i > w/late/x$i; done; mv w/late/x1 w/late/y1; rm w/late/x2; python3 -c \"import os; os.setxattr('w/late/x3','user.late',b'1')\"; sync",
+                "set -e; mkdir w/late; for i in $(seq 1 50); do echo $i > w/late/x$i; done; mv w/late/x1 w/late/y1; rm w/late/x2; mfsmakesnapshot w/late/x4 w/late/snap4; mfsmakesnapshot w/snapC w/late/snapC2; python3 -c \"import os; os.setxattr('w/late/x3','user.late',b'1')\"; sync",
             ])
             .current_dir(&mnt),
         Duration::from_secs(120),
