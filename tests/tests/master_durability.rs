@@ -292,7 +292,10 @@ fn real_master_metadata_and_changelogs_load() {
     f.write_all(b"copied on write by antler").unwrap();
     f.sync_all().unwrap();
     drop(f);
-    assert_ne!(fs::read(&data).unwrap(), fs::read(mnt.join("w/c/data")).unwrap());
+    assert_ne!(
+        fs::read(&data).unwrap(),
+        fs::read(mnt.join("w/c/data")).unwrap()
+    );
     let with_ours = tree_state(&mnt);
 
     // 2. Back to the real master (it loads the metadata.mfs we wrote), more changes,
