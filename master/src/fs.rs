@@ -725,6 +725,8 @@ impl Fs {
         if let Some(p) = self.node_mut(parent) {
             p.mtime = now;
             p.ctime = now;
+            // A changed directory is no longer what a snapshot made (MooseFS's rule).
+            p.eattr &= !eattr::SNAPSHOT;
         }
         self.stats_apply(parent, &s, &Stats::default());
     }
@@ -748,6 +750,7 @@ impl Fs {
         if let Some(p) = self.node_mut(parent) {
             p.mtime = now;
             p.ctime = now;
+            p.eattr &= !eattr::SNAPSHOT;
         }
         self.stats_apply(parent, &Stats::default(), &s);
     }
@@ -1493,6 +1496,7 @@ impl Fs {
     pub fn set_length(&mut self, ino: u32, length: u64, now: u32, touch: bool) -> FsResult<()> {
         let mut released = Vec::new();
         self.with_stats(ino, |n| {
+            n.eattr &= !eattr::SNAPSHOT;
             if let Kind::File { length: l, chunks } = &mut n.kind {
                 *l = length;
                 let keep = length.div_ceil(CHUNK_SIZE) as usize;
@@ -1530,6 +1534,8 @@ impl Fs {
         min_length: u64,
     ) -> FsResult<u64> {
         self.with_stats(ino, |n| {
+            // A written file is no longer what a snapshot made (MooseFS's rule).
+            n.eattr &= !eattr::SNAPSHOT;
             let Kind::File { length, chunks } = &mut n.kind else {
                 return 0;
             };
@@ -1550,6 +1556,7 @@ impl Fs {
         let grew = self.with_stats(ino, |n| match &mut n.kind {
             Kind::File { length: l, .. } if *l < length => {
                 *l = length;
+                n.eattr &= !eattr::SNAPSHOT;
                 true
             }
             _ => false,

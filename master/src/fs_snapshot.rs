@@ -13,7 +13,9 @@ pub mod smode {
     pub const CPLIKE_ATTR: u8 = 0x02;
     /// `-p`: hard links inside the snapshot stay hard links.
     pub const PRESERVE_HARDLINKS: u8 = 0x08;
-    /// `mfsrmsnapshot` (not supported).
+    /// `mfsrmsnapshot -f`: remove what can be removed without checking first.
+    pub const FORCE_REMOVAL: u8 = 0x04;
+    /// `mfsrmsnapshot`: remove a snapshot (only objects a snapshot made).
     pub const DELETE: u8 = 0x80;
 }
 
@@ -100,7 +102,13 @@ impl Fs {
         now: u32,
     ) -> FsResult<SnapCounts> {
         ctx.readonly()?;
-        if smode & smode::DELETE != 0 || src == 0 {
+        if smode & smode::DELETE != 0 {
+            if src != 0 {
+                return Err(st::EINVAL);
+            }
+            return self.remove_snapshot_at(ctx, dst_parent, name, smode, now);
+        }
+        if src == 0 {
             return Err(st::EINVAL);
         }
         let s = self.get(src)?;
@@ -137,6 +145,109 @@ impl Fs {
         };
         self.snap_copy(&mut job, src, dst_parent, name, false)?;
         Ok(job.counts)
+    }
+
+    /// `mfsrmsnapshot`: removes `parent/name` and everything under it that a snapshot
+    /// made (the `snapshot` extra attribute), at once (no trash). Without
+    /// `FORCE_REMOVAL` the whole tree is checked first and anything else refuses it.
+    fn remove_snapshot_at(
+        &mut self,
+        ctx: &Ctx,
+        parent: u32,
+        name: &[u8],
+        smode: u8,
+        now: u32,
+    ) -> FsResult<SnapCounts> {
+        let p = self.get(parent)?;
+        if !matches!(p.kind, Kind::Dir(_)) {
+            return Err(st::EPERM);
+        }
+        self.need(p, ctx, MODE_W)?;
+        self.need(p, ctx, MODE_X)?;
+        if !name_ok(name) {
+            return Err(st::EINVAL);
+        }
+        let e = self.entry(parent, name).ok_or(st::ENOENT)?;
+        if !self.sticky_ok(ctx, p, self.get(e)?) {
+            return Err(st::EPERM);
+        }
+        let locked = p.eattr & (eattr::APPENDONLY | eattr::IMMUTABLE) != 0;
+        if smode & smode::FORCE_REMOVAL == 0 {
+            if locked {
+                return Err(st::EPERM);
+            }
+            self.remove_snapshot_test(ctx, e)?;
+        }
+        let mut c = SnapCounts::default();
+        self.remove_snapshot(ctx, &mut c, parent, name, e, !locked, now);
+        Ok(c)
+    }
+
+    fn remove_snapshot_test(&self, ctx: &Ctx, ino: u32) -> FsResult<()> {
+        let n = self.get(ino)?;
+        if n.ntype == T::DIRECTORY {
+            if n.eattr & eattr::APPENDONLY != 0 {
+                return Err(st::EPERM);
+            }
+            let acc = self.accmode(n, ctx);
+            if acc & (1 << MODE_W) == 0 || acc & (1 << MODE_X) == 0 {
+                return Err(st::EACCES);
+            }
+            for (_, c) in self.sorted_entries(ino) {
+                self.remove_snapshot_test(ctx, c)?;
+            }
+        }
+        if n.eattr & eattr::SNAPSHOT == 0
+            || n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) != 0
+        {
+            return Err(st::EPERM);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn remove_snapshot(
+        &mut self,
+        ctx: &Ctx,
+        c: &mut SnapCounts,
+        parent: u32,
+        name: &[u8],
+        ino: u32,
+        allowed: bool,
+        now: u32,
+    ) {
+        let Ok(n) = self.get(ino) else { return };
+        if n.ntype == T::DIRECTORY {
+            let acc = self.accmode(n, ctx);
+            let (inner, before) = (
+                n.eattr & (eattr::APPENDONLY | eattr::IMMUTABLE) == 0,
+                n.eattr,
+            );
+            if acc & (1 << MODE_W) != 0 && acc & (1 << MODE_X) != 0 {
+                for (cname, child) in self.sorted_entries(ino) {
+                    self.remove_snapshot(ctx, c, ino, &cname, child, inner, now);
+                }
+            }
+            if !self.sorted_entries(ino).is_empty() {
+                return;
+            }
+            // Removing its entries cleared the directory's own snapshot mark.
+            if let Some(n) = self.node_mut(ino) {
+                n.eattr = before;
+            }
+        }
+        let Ok(n) = self.get(ino) else { return };
+        if allowed
+            && n.eattr & eattr::SNAPSHOT != 0
+            && n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) == 0
+        {
+            if let Some(n) = self.node_mut(ino) {
+                n.trash_hours = 0;
+            }
+            c.inode_xor ^= ino;
+            c.removed += 1;
+            self.drop_link(parent, name, ino, now);
+        }
     }
 
     /// A directory's entries, sorted by name (so a replay copies in the same order).
@@ -333,9 +444,7 @@ impl Fs {
             if !cplike {
                 (n.atime, n.mtime, n.ctime) = times;
             }
-            if stype != T::SYMLINK {
-                n.eattr |= eattr::SNAPSHOT;
-            }
+            n.eattr |= eattr::SNAPSHOT;
         }
         Ok(())
     }
@@ -436,6 +545,7 @@ impl Fs {
             }
             n.mtime = now;
             n.atime = now;
+            n.eattr &= !eattr::SNAPSHOT;
         })?;
         self.released.extend(dropped);
         self.referenced

@@ -745,6 +745,26 @@ mod tests {
             a.fs.snapshot(&other, d, ROOT, b"mine", smode::CPLIKE_ATTR, 0o027, t0 + 50)
                 .unwrap();
         assert!(mine.new > 0 && mine.new < snap.new, "{mine:?} {snap:?}");
+        // mfsrmsnapshot: refused on a changed snapshot, then forced.
+        let sub = a.fs.lookup(&root, ROOT, b"mine").unwrap();
+        let f0 = a.fs.lookup(&root, sub, b"f0,(%)").unwrap();
+        a.fs.set_length(f0, 1, t0 + 50, true).unwrap();
+        assert_eq!(
+            a.fs.snapshot(&root, 0, ROOT, b"mine", smode::DELETE, 0, t0 + 50),
+            Err(st::EPERM)
+        );
+        let gone =
+            a.fs.snapshot(
+                &root,
+                0,
+                ROOT,
+                b"mine",
+                smode::DELETE | smode::FORCE_REMOVAL,
+                0,
+                t0 + 50,
+            )
+            .unwrap();
+        assert_eq!(gone.removed, mine.new - 2, "all but f0 and its directory");
         // Appends: all of f8 (chunk 77) after a file's first chunk, then nothing.
         let app =
             a.fs.create(
@@ -784,11 +804,11 @@ mod tests {
         for line in text.lines() {
             assert!(b.replay_line(line).unwrap(), "{line}");
         }
-        assert_eq!(b.chunks.map[&77].fcount, 4, "f8, its two snapshots and app");
+        assert_eq!(b.chunks.map[&77].fcount, 3, "f8, its snapshot and app");
         b.rebuild_chunk_refs();
         assert_eq!(b.version, a.version);
         assert_eq!(b.to_image(), a.to_image());
-        assert_eq!(a.chunks.map[&77].fcount, 4);
+        assert_eq!(a.chunks.map[&77].fcount, 3);
         assert!(text.contains("|APPEND("), "{text}");
         assert!(text.contains("|SNAPSHOT("), "{text}");
         b.fs.check_links().unwrap();
@@ -823,6 +843,6 @@ mod tests {
         }
         assert_eq!(again, want);
         assert_eq!(b.fs.node_stats(ROOT), a.fs.node_stats(ROOT));
-        assert_eq!(b.chunks.map.get(&77).map(|c| c.fcount), Some(4));
+        assert_eq!(b.chunks.map.get(&77).map(|c| c.fcount), Some(3));
     }
 }

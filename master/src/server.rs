@@ -1114,7 +1114,13 @@ impl Core {
                 umask,
             } => {
                 let t = cl::CLTOMA_FUSE_SNAPSHOT + 1;
-                if Self::disabled(&s, 19) {
+                let refused = if smode & crate::fs::smode::DELETE != 0 {
+                    // mfsrmsnapshot counts as unlink and rmdir.
+                    Self::disabled(&s, 7) || Self::disabled(&s, 8)
+                } else {
+                    Self::disabled(&s, 19)
+                };
+                if refused {
                     return Some(Reply::status(t, msgid, st::EPERM));
                 }
                 let ctx = self.ctx(&s, &creds);
@@ -1824,11 +1830,7 @@ impl Core {
                 gmode,
             } => {
                 let t = cl::CLTOMA_FUSE_GETEATTR + 1;
-                let (f, d) = try_st!(
-                    t,
-                    msgid,
-                    self.census(map_in(inode), gmode, |n| n.eattr as u32)
-                );
+                let (f, d) = try_st!(t, msgid, self.eattr_census(map_in(inode), gmode));
                 Self::census_reply(t, msgid, &f, &d, false)
             }
             Q::SetTrashtime {
@@ -1980,6 +1982,33 @@ impl Core {
             r = if wide { r.u32(v) } else { r.u8(v as u8) }.u32(c);
         }
         r.finish()
+    }
+
+    /// Extra-attribute census as MooseFS counts it: every node that is not a directory
+    /// (symlinks, devices and trash-like nodes too) on the "files" side, without the
+    /// directory-only `noentrycache` bit.
+    #[allow(clippy::type_complexity)]
+    fn eattr_census(&self, ino: u32, gmode: u8) -> Result<(Vec<(u32, u32)>, Vec<(u32, u32)>), u8> {
+        if gmode > 1 {
+            return Err(st::EINVAL);
+        }
+        self.fs.node(ino).ok_or(st::ENOENT)?;
+        let nodes = if gmode == 1 {
+            self.fs.subtree(ino)
+        } else {
+            vec![ino]
+        };
+        let mut f: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut d: BTreeMap<u32, u32> = BTreeMap::new();
+        for n in nodes.iter().filter_map(|&i| self.fs.node(i)) {
+            if n.ntype == T::DIRECTORY {
+                *d.entry(n.eattr as u32).or_default() += 1;
+            } else {
+                *f.entry((n.eattr & !crate::fs::eattr::NOECACHE) as u32)
+                    .or_default() += 1;
+            }
+        }
+        Ok((f.into_iter().collect(), d.into_iter().collect()))
     }
 
     /// Value → count maps for files and directories (non-recursive unless gmode = 1).

@@ -115,6 +115,12 @@ mfsmakesnapshot -o tree/r2 snapA/cut
 if mfsmakesnapshot tree/r2 snapA/cut 2>/dev/null; then echo "no -o: should fail"; exit 1; fi
 mfsappendchunks snapA/joined tree/trunc tree/big
 printf 'J' | dd of=snapA/joined conv=notrunc bs=1 seek=5 status=none
+mfsmakesnapshot tree/d snapD
+mfsrmsnapshot snapD
+mfsmakesnapshot tree/a snapB
+echo new > snapB/b/newfile
+if mfsrmsnapshot snapB 2>/dev/null; then echo "removed a changed snapshot"; exit 1; fi
+mfsrmsnapshot -f snapB
 mkdir -p doomed/x/y
 for k in 1 2 3; do echo $k > doomed/x/y/f$k; done
 cp tree/trunc doomed/x/copy
@@ -139,6 +145,19 @@ fn snapshot(root: &std::path::Path) -> String {
         ("/usr/bin/mfsdirinfo", vec!["tree", "small", "snapA"]),
         ("/usr/bin/mfsgetgoal", vec!["-r", "tree", "small", "snapA"]),
         ("/usr/bin/mfsgettrashtime", vec!["-r", "tree"]),
+        ("/usr/bin/mfsgeteattr", vec!["-r", "tree", "snapA", "snapB"]),
+        (
+            "/usr/bin/mfsgeteattr",
+            vec![
+                "snapA",
+                "snapA/big2",
+                "snapA/cut",
+                "snapA/h3",
+                "snapA/h1copy",
+                "snapA/joined",
+                "snapA/b",
+            ],
+        ),
         (
             "/usr/bin/mfscheckfile",
             vec![
