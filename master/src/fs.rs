@@ -312,9 +312,8 @@ pub struct Fs {
     pub(crate) open: HashMap<u32, u32>,
     /// Sustained files (deleted while a session holds them open): inode → the path they had.
     pub(crate) detached: HashMap<u32, Box<[u8]>>,
-    /// Deleted files kept in the trash (loaded from a MooseFS master's metadata): inode →
-    /// the path it had. They keep their chunks.
-    pub(crate) trash: BTreeMap<u32, Box<[u8]>>,
+    /// Deleted files kept in the trash: inode → the path it had. They keep their chunks.
+    pub(crate) trash: Trash,
     /// Delay before a freed inode number is reused (`INODE_REUSE_DELAY`).
     pub inode_reuse_delay: u32,
     /// Changes not yet written to the changelog: (time, `OP(args)[:result]`).
@@ -351,6 +350,86 @@ pub fn detached_name(path: &[u8]) -> Vec<u8> {
     }
     v.extend(tail.iter().map(|&c| if c == b'/' { b'|' } else { c }));
     v
+}
+
+/// The trash: inode → the path it is restored to, with an index by meta-mount bucket
+/// (`inode % TRASH_BUCKETS`) so listing one bucket does not scan the whole trash.
+#[derive(Debug, Default)]
+pub struct Trash {
+    paths: BTreeMap<u32, Box<[u8]>>,
+    buckets: HashMap<u32, std::collections::BTreeSet<u32>>,
+}
+
+impl Trash {
+    /// Adds (or renames) an entry.
+    pub fn insert(&mut self, ino: u32, path: Box<[u8]>) -> Option<Box<[u8]>> {
+        self.buckets
+            .entry(ino % TRASH_BUCKETS)
+            .or_default()
+            .insert(ino);
+        self.paths.insert(ino, path)
+    }
+
+    /// Removes an entry, returning its path.
+    pub fn remove(&mut self, ino: &u32) -> Option<Box<[u8]>> {
+        let p = self.paths.remove(ino)?;
+        let b = ino % TRASH_BUCKETS;
+        if let Some(set) = self.buckets.get_mut(&b) {
+            set.remove(ino);
+            if set.is_empty() {
+                self.buckets.remove(&b);
+            }
+        }
+        Some(p)
+    }
+
+    /// The path of an entry.
+    pub fn get(&self, ino: &u32) -> Option<&[u8]> {
+        self.paths.get(ino).map(|p| &p[..])
+    }
+
+    /// The path of an entry, to change it.
+    pub fn get_mut(&mut self, ino: &u32) -> Option<&mut Box<[u8]>> {
+        self.paths.get_mut(ino)
+    }
+
+    /// Whether `ino` is in the trash.
+    pub fn contains_key(&self, ino: &u32) -> bool {
+        self.paths.contains_key(ino)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether the trash is empty.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Entries in inode order.
+    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, u32, Box<[u8]>> {
+        self.paths.iter()
+    }
+
+    /// Inodes in inode order.
+    pub fn keys(&self) -> std::collections::btree_map::Keys<'_, u32, Box<[u8]>> {
+        self.paths.keys()
+    }
+
+    /// The inodes of one bucket, in inode order.
+    pub fn bucket(&self, b: u32) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.get(&b).into_iter().flatten().copied()
+    }
+}
+
+impl<'a> IntoIterator for &'a Trash {
+    type Item = (&'a u32, &'a Box<[u8]>);
+    type IntoIter = std::collections::btree_map::Iter<'a, u32, Box<[u8]>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.paths.iter()
+    }
 }
 
 /// Checks a file name as MooseFS does.
@@ -404,7 +483,7 @@ impl Fs {
             node_count: 1,
             open: HashMap::new(),
             detached: HashMap::new(),
-            trash: BTreeMap::new(),
+            trash: Trash::default(),
             referenced: Vec::new(),
             inode_reuse_delay: 86_400,
             journal: Vec::new(),
@@ -1005,7 +1084,7 @@ impl Fs {
     /// made (0755, root), an existing name is EEXIST, a non-directory on the way is
     /// CANTCREATEPATH. The file's ctime becomes `now`.
     pub fn undel(&mut self, ino: u32, now: u32) -> FsResult<()> {
-        let path = self.trash.get(&ino).ok_or(st::ENOENT)?.clone();
+        let path = self.trash.get(&ino).ok_or(st::ENOENT)?.to_vec();
         let parts: Vec<&[u8]> = path
             .split(|&c| c == b'/')
             .filter(|p| !p.is_empty())
@@ -1074,17 +1153,14 @@ impl Fs {
     /// (`inode % TRASH_BUCKETS`) or, for `None` or a bucket past the last, all of them
     /// in bucket order.
     pub fn trash_entries(&self, bucket: Option<u32>) -> Vec<(Vec<u8>, u32)> {
-        let one = bucket.filter(|&b| b < TRASH_BUCKETS);
-        let mut v: Vec<(Vec<u8>, u32)> = self
-            .trash
-            .iter()
-            .filter(|(&i, _)| one.is_none_or(|b| i % TRASH_BUCKETS == b))
-            .map(|(&i, p)| (detached_name(p), i))
-            .collect();
-        if one.is_none() {
-            v.sort_by_key(|&(_, i)| (i % TRASH_BUCKETS, i));
+        let name = |i: u32| (detached_name(self.trash.get(&i).unwrap_or_default()), i);
+        match bucket.filter(|&b| b < TRASH_BUCKETS) {
+            Some(b) => self.trash.bucket(b).map(name).collect(),
+            None => (0..TRASH_BUCKETS)
+                .flat_map(|b| self.trash.bucket(b))
+                .map(name)
+                .collect(),
         }
-        v
     }
 
     /// Sustained entries (deleted while open) as the meta mount lists them.
@@ -1115,7 +1191,7 @@ impl Fs {
 
     /// The path a trash entry is restored to.
     pub fn trash_path_of(&self, ino: u32) -> FsResult<&[u8]> {
-        self.trash.get(&ino).map(|p| &p[..]).ok_or(st::ENOENT)
+        self.trash.get(&ino).ok_or(st::ENOENT)
     }
 
     /// Removes a trash entry by hand (the meta mount's unlink), journaled as PURGE; it
