@@ -1,6 +1,16 @@
 # bench-lib.sh -- sourced by the bench/*-vs-real.sh scripts. Expects $B (the bench base
 # directory, mount at $B/run/mnt) and an array PIDS of the processes the script started.
 
+# Refuses a $B outside /tmp and /var/tmp and a non-root user; then empties $B and makes
+# RES=$B/results with an empty raw.tsv.
+bench_prepare() {
+  case "$B" in /tmp/?*|/var/tmp/?*) ;; *) echo "BENCH_BASE must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
+  [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+  RES=$B/results
+  rm -rf "$B"; mkdir -p "$RES"
+  : > "$RES/raw.tsv"
+}
+
 say() { echo "[$(date +%T)] $*" >&2; }
 
 # Starts a process in the background with its output appended to LOG; records its PID.

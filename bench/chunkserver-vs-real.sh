@@ -27,14 +27,10 @@ RAND_TIME=${RAND_TIME:-20}
 PORT0=${PORT0:-19419}
 TESTS=${TESTS:-"seq rand"}
 GOALS=${GOALS:-"1 2"}
-case "$B" in /tmp/?*|/var/tmp/?*) ;; *) echo "BENCH_BASE must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+bench_prepare
 
 cargo build --release -p antler-chunkserver >&2
 ANTLER_CS=$REPO/target/release/mfschunkserver
-RES=$B/results
-rm -rf "$B"; mkdir -p "$RES"
-: > "$RES/raw.tsv"
 PIDS=()
 
 trap 'stop_all' EXIT

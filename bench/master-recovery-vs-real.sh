@@ -27,14 +27,10 @@ B=${BENCH_BASE:-/tmp/antler-bench-recovery}
 FILES=${FILES:-1000000}
 CHANGES=${CHANGES:-10000}
 PORT0=${PORT0:-19619}
-case "$B" in /tmp/?*|/var/tmp/?*) ;; *) echo "BENCH_BASE must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+bench_prepare
 
 cargo build --release -p antler-master >&2
 ANTLER_MASTER=$REPO/target/release/mfsmaster
-RES=$B/results
-rm -rf "$B"; mkdir -p "$RES"
-: > "$RES/raw.tsv"
 PIDS=()
 trap 'stop_all' EXIT
 

@@ -32,14 +32,10 @@ REPS=${REPS:-1}
 FILES=${FILES:-10000}
 RSS_FILES=${RSS_FILES:-1000000}
 PORT0=${PORT0:-19519}
-case "$B" in /tmp/?*|/var/tmp/?*) ;; *) echo "BENCH_BASE must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+bench_prepare
 
 cargo build --release -p antler-master >&2
 ANTLER_MASTER=$REPO/target/release/mfsmaster
-RES=$B/results
-rm -rf "$B"; mkdir -p "$RES"
-: > "$RES/raw.tsv"
 PIDS=()
 MASTER_PID=
 

@@ -121,6 +121,23 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A new chunk (version 1, one file reference) whose `op` on `copies` is running,
+    /// locked for the writer who asked for it.
+    fn made_for_write(goal: u8, now: u32, op: OpKind, copies: Vec<Copy>) -> Chunk {
+        Chunk {
+            version: 1,
+            goal,
+            fcount: 1,
+            lockedto: now + LOCK_TIMEOUT,
+            op: Some(op),
+            interrupted: false,
+            replication: None,
+            fail_status: 0,
+            needverincrease: false,
+            copies,
+        }
+    }
+
     /// A chunk known from the metadata (or a changelog), before any server reports it.
     pub fn restored(version: u32, goal: u8) -> Chunk {
         Chunk {
@@ -338,21 +355,8 @@ impl Chunks {
                 },
             ));
         }
-        self.map.insert(
-            id,
-            Chunk {
-                version: 1,
-                goal,
-                fcount: 1,
-                lockedto: now + LOCK_TIMEOUT,
-                op: Some(OpKind::Create),
-                interrupted: false,
-                replication: None,
-                fail_status: 0,
-                needverincrease: false,
-                copies,
-            },
-        );
+        self.map
+            .insert(id, Chunk::made_for_write(goal, now, OpKind::Create, copies));
         Ok(id)
     }
 
@@ -508,18 +512,7 @@ impl Chunks {
         }
         self.map.insert(
             id,
-            Chunk {
-                version: 1,
-                goal,
-                fcount: 1,
-                lockedto: now + LOCK_TIMEOUT,
-                op: Some(OpKind::Duplicate),
-                interrupted: false,
-                replication: None,
-                fail_status: 0,
-                needverincrease: false,
-                copies,
-            },
+            Chunk::made_for_write(goal, now, OpKind::Duplicate, copies),
         );
         Ok(id)
     }

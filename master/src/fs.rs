@@ -408,11 +408,6 @@ impl Trash {
         self.paths.is_empty()
     }
 
-    /// Entries in inode order.
-    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, u32, Box<[u8]>> {
-        self.paths.iter()
-    }
-
     /// Inodes in inode order.
     pub fn keys(&self) -> std::collections::btree_map::Keys<'_, u32, Box<[u8]>> {
         self.paths.keys()

@@ -48,6 +48,13 @@ impl SnapCounts {
     }
 }
 
+/// Whether `mfsrmsnapshot` may remove a node: a snapshot made it, and it is not
+/// protected against removal.
+fn snapshot_removable(n: &Node) -> bool {
+    n.eattr & eattr::SNAPSHOT != 0
+        && n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) == 0
+}
+
 /// One snapshot in progress.
 struct Job<'a> {
     ctx: &'a Ctx,
@@ -189,20 +196,17 @@ impl Fs {
             if n.eattr & eattr::APPENDONLY != 0 {
                 return Err(st::EPERM);
             }
-            let acc = self.accmode(n, ctx);
-            if acc & (1 << MODE_W) == 0 || acc & (1 << MODE_X) == 0 {
-                return Err(st::EACCES);
-            }
+            self.need(n, ctx, MODE_W)?;
+            self.need(n, ctx, MODE_X)?;
             for (_, c) in self.sorted_entries(ino) {
                 self.remove_snapshot_test(ctx, c)?;
             }
         }
-        if n.eattr & eattr::SNAPSHOT == 0
-            || n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) != 0
-        {
-            return Err(st::EPERM);
+        if snapshot_removable(n) {
+            Ok(())
+        } else {
+            Err(st::EPERM)
         }
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -218,17 +222,15 @@ impl Fs {
     ) {
         let Ok(n) = self.get(ino) else { return };
         if n.ntype == T::DIRECTORY {
-            let acc = self.accmode(n, ctx);
-            let (inner, before) = (
-                n.eattr & (eattr::APPENDONLY | eattr::IMMUTABLE) == 0,
-                n.eattr,
-            );
-            if acc & (1 << MODE_W) != 0 && acc & (1 << MODE_X) != 0 {
+            let inner = n.eattr & (eattr::APPENDONLY | eattr::IMMUTABLE) == 0;
+            let before = n.eattr;
+            if self.access_ok(n, ctx, MODE_W) && self.access_ok(n, ctx, MODE_X) {
                 for (cname, child) in self.sorted_entries(ino) {
                     self.remove_snapshot(ctx, c, ino, &cname, child, inner, now);
                 }
             }
-            if !self.sorted_entries(ino).is_empty() {
+            if matches!(&self.get(ino).map(|n| &n.kind), Ok(Kind::Dir(d)) if !d.entries.is_empty())
+            {
                 return;
             }
             // Removing its entries cleared the directory's own snapshot mark.
@@ -237,10 +239,7 @@ impl Fs {
             }
         }
         let Ok(n) = self.get(ino) else { return };
-        if allowed
-            && n.eattr & eattr::SNAPSHOT != 0
-            && n.eattr & (eattr::UNDELETABLE | eattr::IMMUTABLE | eattr::APPENDONLY) == 0
-        {
+        if allowed && snapshot_removable(n) {
             if let Some(n) = self.node_mut(ino) {
                 n.trash_hours = 0;
             }
@@ -311,9 +310,8 @@ impl Fs {
     ) -> FsResult<()> {
         let now = job.now;
         let sn = self.get(src)?;
-        let acc = self.accmode(sn, job.ctx);
-        let readable = acc & (1 << MODE_R) != 0;
-        let searchable = readable && acc & (1 << MODE_X) != 0;
+        let readable = self.access_ok(sn, job.ctx, MODE_R);
+        let searchable = readable && self.access_ok(sn, job.ctx, MODE_X);
         if sn.ntype == T::FILE && !readable {
             // MooseFS skips files the caller cannot read.
             return Ok(());

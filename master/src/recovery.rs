@@ -288,9 +288,12 @@ pub fn replay_files(
     if tty && total > 0 {
         let _ = writeln!(std::io::stderr());
     }
-    // Replayed lines name chunks but not how many files use them: count them again from
-    // the files, or the chunk loop would delete chunks that live files use.
-    core.rebuild_chunk_refs();
+    // Replayed lines name chunks but not how many files use them (nor the goals they
+    // get): count them again from the files, or the chunk loop would delete chunks that
+    // live files use. (Loading the image counted them already when nothing was applied.)
+    if out.applied > 0 {
+        core.rebuild_chunk_refs();
+    }
     Ok(out)
 }
 

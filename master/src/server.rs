@@ -2078,66 +2078,41 @@ impl Core {
         }
         let (_, cid) = self.fs.file_chunk(inode, index).ok()?;
         let min_len = (index as u64) * CHUNK_SIZE;
-        if cid == 0 {
-            match self.chunks.create(goal, now) {
-                Ok(id) => {
-                    let _ = self.fs.set_chunk(inode, index, id, min_len);
-                    self.fs.log(now, format!("WRITE({inode},{index},1,0):{id}"));
-                    self.waiting.entry(id).or_default().push(Waiter::Write {
-                        conn,
-                        msgid,
-                        inode,
-                        index,
-                        replaced: Some(0),
-                    });
-                    None
-                }
-                Err(e) => Some(Reply::status(t, msgid, e)),
-            }
+        let continue_op = flags & 0x02 != 0;
+        // (chunk the slot gets, whether the client waits for an operation, what the
+        // slot held before when the chunk is new)
+        let planned = if cid == 0 {
+            self.chunks.create(goal, now).map(|id| (id, true, Some(0)))
         } else if self.chunks.shared(cid) {
             // Copy on write: the file gets its own copy of a chunk a snapshot shares.
-            match self
-                .chunks
-                .duplicate(cid, goal, None, now, flags & 0x02 != 0)
-            {
-                Ok(id) => {
-                    let _ = self.fs.set_chunk(inode, index, id, min_len);
-                    self.fs.log(now, format!("WRITE({inode},{index},1,0):{id}"));
-                    self.waiting.entry(id).or_default().push(Waiter::Write {
-                        conn,
-                        msgid,
-                        inode,
-                        index,
-                        replaced: Some(cid),
-                    });
-                    None
-                }
-                Err(e) => Some(Reply::status(t, msgid, e)),
-            }
+            self.chunks
+                .duplicate(cid, goal, None, now, continue_op)
+                .map(|id| (id, true, Some(cid)))
         } else {
-            match self.chunks.modify(cid, now, flags & 0x02 != 0) {
-                Ok(false) => {
-                    let _ = self.fs.set_chunk(inode, index, cid, min_len);
-                    self.fs
-                        .log(now, format!("WRITE({inode},{index},0,0):{cid}"));
-                    Some(self.chunk_reply(t, msgid, inode, index))
-                }
-                Ok(true) => {
-                    let _ = self.fs.set_chunk(inode, index, cid, min_len);
-                    self.fs
-                        .log(now, format!("WRITE({inode},{index},1,0):{cid}"));
-                    self.waiting.entry(cid).or_default().push(Waiter::Write {
-                        conn,
-                        msgid,
-                        inode,
-                        index,
-                        replaced: None,
-                    });
-                    None
-                }
-                Err(e) => Some(Reply::status(t, msgid, e)),
-            }
+            self.chunks
+                .modify(cid, now, continue_op)
+                .map(|waits| (cid, waits, None))
+        };
+        let (id, waits, replaced) = match planned {
+            Ok(p) => p,
+            Err(e) => return Some(Reply::status(t, msgid, e)),
+        };
+        let _ = self.fs.set_chunk(inode, index, id, min_len);
+        self.fs.log(
+            now,
+            format!("WRITE({inode},{index},{},0):{id}", waits as u8),
+        );
+        if !waits {
+            return Some(self.chunk_reply(t, msgid, inode, index));
         }
+        self.waiting.entry(id).or_default().push(Waiter::Write {
+            conn,
+            msgid,
+            inode,
+            index,
+            replaced,
+        });
+        None
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1549,32 +1549,11 @@ impl Cluster {
             args.push("-o".into());
             args.push(opts.join(",").into());
         }
-        let mut d = Daemon::new(
-            "mfsmount",
-            PathBuf::from(REAL_MFSMOUNT),
-            args,
-            self.base_path.join("logs/mount.log"),
-            self.base_path.join(PIDS_FILE),
-        );
-        let pid = d.start().unwrap_or_else(|e| self.fail(&e));
+        let (d, pid) = self
+            .start_mfsmount("mfsmount", &mnt, args, "logs/mount.log")
+            .unwrap_or_else(|e| self.fail(&e));
         self.mount = Some(d);
         self.mount_opts = opts.iter().map(|s| s.to_string()).collect();
-        let t = Instant::now();
-        while !is_mountpoint(&mnt) {
-            let m = self.mount.as_mut().expect("mount daemon");
-            if !m.running() {
-                let st = m.last_status;
-                self.mount = None;
-                self.fail(&format!(
-                    "mfsmount exited before mounting ({})",
-                    describe_status(st)
-                ));
-            }
-            if t.elapsed() > LISTEN_TIMEOUT {
-                self.fail("timeout waiting for mfsmount to mount");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
         note(format!(
             "mfsmount pid {pid} mounted {} (options {:?})",
             mnt.display(),
@@ -1588,6 +1567,40 @@ impl Cluster {
             self.trash_time_set = true;
         }
         mnt
+    }
+
+    /// Starts the real `mfsmount` with `args` and waits until `mnt` is a mount point;
+    /// on failure it is stopped again and the error says why.
+    fn start_mfsmount(
+        &self,
+        name: &str,
+        mnt: &Path,
+        args: Vec<OsString>,
+        log: &str,
+    ) -> Result<(Daemon, u32), String> {
+        let mut d = Daemon::new(
+            name,
+            PathBuf::from(REAL_MFSMOUNT),
+            args,
+            self.base_path.join(log),
+            self.base_path.join(PIDS_FILE),
+        );
+        let pid = d.start()?;
+        let t = Instant::now();
+        while !is_mountpoint(mnt) {
+            if !d.running() {
+                return Err(format!(
+                    "{name} exited before mounting ({})",
+                    describe_status(d.last_status)
+                ));
+            }
+            if t.elapsed() > LISTEN_TIMEOUT {
+                d.stop(STOP_GRACE);
+                return Err(format!("timeout waiting for {name} to mount"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok((d, pid))
     }
 
     fn umount_inner(&mut self) -> Result<(), String> {
@@ -1633,31 +1646,10 @@ impl Cluster {
             "-P".into(),
             self.cl_port.to_string().into(),
         ];
-        let mut d = Daemon::new(
-            "mfsmount-meta",
-            PathBuf::from(REAL_MFSMOUNT),
-            args,
-            self.base_path.join("logs/meta-mount.log"),
-            self.base_path.join(PIDS_FILE),
-        );
-        let pid = d.start().unwrap_or_else(|e| self.fail(&e));
+        let (d, pid) = self
+            .start_mfsmount("mfsmount -m", &mnt, args, "logs/meta-mount.log")
+            .unwrap_or_else(|e| self.fail(&e));
         self.meta_mount = Some(d);
-        let t = Instant::now();
-        while !is_mountpoint(&mnt) {
-            let m = self.meta_mount.as_mut().expect("meta mount daemon");
-            if !m.running() {
-                let st = m.last_status;
-                self.meta_mount = None;
-                self.fail(&format!(
-                    "mfsmount -m exited before mounting ({})",
-                    describe_status(st)
-                ));
-            }
-            if t.elapsed() > LISTEN_TIMEOUT {
-                self.fail("timeout waiting for mfsmount -m to mount");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
         note(format!("mfsmount -m pid {pid} mounted {}", mnt.display()));
         mnt
     }
