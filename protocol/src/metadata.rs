@@ -31,22 +31,9 @@ const SESSION_REC: usize = 61 + SESSION_STATS * 8;
 /// Edge id of the first entry ever made (ids count down).
 pub const FIRST_EDGE_ID: u64 = 0x7FFF_FFFF_FFFF_FFFE;
 
-/// Node type codes in NODE records.
+/// Node type codes in NODE records: the wire's, plus the two kinds of deleted files.
 pub mod ntype {
-    /// Regular file.
-    pub const FILE: u8 = 1;
-    /// Directory.
-    pub const DIRECTORY: u8 = 2;
-    /// Symbolic link.
-    pub const SYMLINK: u8 = 3;
-    /// FIFO.
-    pub const FIFO: u8 = 4;
-    /// Block device.
-    pub const BLOCKDEV: u8 = 5;
-    /// Character device.
-    pub const CHARDEV: u8 = 6;
-    /// Socket.
-    pub const SOCKET: u8 = 7;
+    pub use crate::cltoma::node_type::*;
     /// A deleted file kept in the trash.
     pub const TRASH: u8 = 8;
     /// A deleted file still open ("sustained").
