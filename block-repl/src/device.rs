@@ -80,7 +80,11 @@ pub fn attach(node: Arc<Node>, inflight: Arc<InFlight>) -> Result<Device, Device
         fuser::MountOption::FSName(format!("block-repl:{}", node.cfg.name)),
         fuser::MountOption::Subtype("block-repl".into()),
     ];
-    cfg.n_threads = Some(16);
+    // Few threads: a write only copies into the page cache (or, when large, waits for
+    // the disk) and queues a frame; completions come from the peer's ack. More threads
+    // only contend for the backing file's inode lock (measured: 16 threads gave 15 %
+    // fewer random writes than 4).
+    cfg.n_threads = Some(4);
     cfg.clone_fd = true;
     let session = fuser::spawn_mount(BlockFs::new(Arc::clone(&node), inflight), &fuse_dir, &cfg)
         .map_err(|e| step(format!("FUSE mount at {}", fuse_dir.display()), e))?;

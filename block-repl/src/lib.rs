@@ -10,11 +10,14 @@
 //! - [`status`]: the `/proc/drbd`-style status view.
 //! - [`policy`]: after-split-brain policies, evaluated identically on both nodes.
 //! - [`config`]: the TOML resource file.
+//! - [`acks`]: which cumulative acks the secondary owes when requests finish out of order.
 //!
-//! Shell: [`store`] (local copy), [`wire`] (frame I/O, authentication), [`node`] (the
-//! replication engine), [`fuse`] + [`device`] (the block device), [`watchdog`],
-//! [`hooks`], [`control`] (operator socket), [`daemon`].
+//! Shell: [`store`] (local copy), [`ranges`] (range locks ordering overlapping I/O),
+//! [`wire`] (frame I/O, authentication), [`node`] (the replication engine), [`fuse`] +
+//! [`device`] (the block device), [`watchdog`], [`hooks`], [`control`] (operator
+//! socket), [`daemon`].
 
+pub mod acks;
 pub mod al;
 pub mod bitmap;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod meta;
 pub mod node;
 pub mod outbox;
 pub mod policy;
+pub mod ranges;
 pub mod status;
 pub mod store;
 pub mod watchdog;

@@ -2,13 +2,18 @@
 //! connection to the peer and the resync, and offers the block operations the FUSE
 //! adapter calls (`read`, `write`, `discard`, `flush`).
 //!
-//! Ordering: every write and every resync read takes the `order` lock around "touch the
-//! local copy + queue the frame", so the peer applies them in the order they happened
-//! locally. Block operations complete through a [`Done`] callback, so the FUSE threads
+//! Ordering: every write and every resync read holds its byte range (a [`RangeLocks`]
+//! lock) around "touch the local copy + queue the frame", so overlapping operations
+//! reach the peer in the order they happened locally while disjoint ones run at the
+//! same time. The receiving side applies bulk frames on a few threads, again holding
+//! each frame's range, so overlapping frames apply in arrival order; every other frame
+//! waits until the bulk frames before it are applied. Block operations complete
+//! through a [`Done`] callback, so the FUSE threads
 //! never wait for the network: with protocol C the callback runs when the peer's
 //! (cumulative) ack arrives; a lost connection marks the unacknowledged ranges dirty and
 //! (with fencing) runs the fence-peer handler before any of them completes.
 
+use crate::acks::Acks;
 use crate::al::ActivityLog;
 use crate::config::{Config, Protocol};
 use crate::frame::{DiskState, Frame};
@@ -17,6 +22,7 @@ use crate::handshake::{plan, Plan, View};
 use crate::hooks::{self, HookEnv};
 use crate::meta::Meta;
 use crate::outbox::{Outbox, Wait};
+use crate::ranges::{RangeGuard, RangeLocks};
 use crate::status::Status;
 use crate::store::{Store, StoreError, BLOCK};
 use crate::wire::{auth_ok, auth_response, read_frame, ReadError};
@@ -55,8 +61,13 @@ const MAX_RESYNC_INFLIGHT: u64 = 64 << 20;
 const RUN_BLOCKS: u64 = 256;
 /// Extents the activity log takes in after a missed one (streaming writes).
 const AL_READ_AHEAD: u32 = 7;
-/// Most requests answered by one cumulative ack.
-const ACK_BATCH: u32 = 64;
+/// Most finished requests the reader holds back one cumulative ack for while it has more
+/// input buffered (appliers acknowledge at once).
+const ACK_BATCH: u32 = 16;
+/// Threads applying received bulk frames (writes and resync data) at once.
+const APPLIERS: usize = 4;
+/// Most received bulk frames being applied at once (a bound on the memory they hold).
+const MAX_APPLYING: usize = 32;
 
 struct Conn {
     out: Arc<Outbox>,
@@ -68,6 +79,12 @@ impl Drop for Conn {
         // Nothing queued will leave any more: writers must not wait for it.
         self.out.close();
     }
+}
+
+/// A received bulk frame for an applier thread, holding its range until applied.
+struct Job<'a> {
+    frame: Frame,
+    range: RangeGuard<'a>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -121,7 +138,8 @@ pub struct Node {
     store: Store,
     st: Mutex<State>,
     cv: Condvar,
-    order: Mutex<()>,
+    /// Ranges being written locally and queued, or read for a resync or verify.
+    ranges: RangeLocks,
     /// A writer waits for the outbox to drain (the sender then wakes the condvar).
     throttled: AtomicBool,
 }
@@ -202,7 +220,7 @@ impl Node {
             store,
             cfg,
             cv: Condvar::new(),
-            order: Mutex::new(()),
+            ranges: RangeLocks::new(0),
             throttled: AtomicBool::new(false),
         }))
     }
@@ -330,7 +348,7 @@ impl Node {
         if let Err(e) = self.admit(offset, len) {
             return done(Err(e));
         }
-        let o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let range = self.ranges.lock(offset, len);
         if let Err(e) = local() {
             return done(Err(e));
         }
@@ -347,7 +365,7 @@ impl Node {
                 Some(done)
             };
             drop(st);
-            drop(o);
+            drop(range);
             self.pump(&out, Wait::Block);
             if let Some(done) = done {
                 done(Ok(()));
@@ -815,34 +833,53 @@ impl Node {
             .expect("spawn sender");
     }
 
-    /// Reads and applies frames until the connection ends; returns why it ended.
+    /// Reads and applies frames until the connection ends; returns why it ended. Bulk
+    /// frames (writes, resync data) go to [`APPLIERS`] threads, each holding its range;
+    /// any other frame first waits until every bulk frame before it is applied.
     fn receive_loop(&self, r: &mut BufReader<impl Read>, gen: u64) -> String {
-        // Acks are cumulative: a burst of requests is answered once, when nothing more is
-        // buffered (or after ACK_BATCH requests), before blocking for more input.
-        let mut owed: Option<u64> = None;
-        let mut owed_n = 0;
+        let ranges = RangeLocks::new(MAX_APPLYING);
+        let acks = Mutex::new(Acks::new(ACK_BATCH));
+        let failed = Mutex::new(None::<String>);
+        let (tx, rx) = mpsc::channel::<Job<'_>>();
+        let rx = Mutex::new(rx);
+        std::thread::scope(|s| {
+            for i in 0..APPLIERS {
+                let (rx, acks, failed) = (&rx, &acks, &failed);
+                std::thread::Builder::new()
+                    .name(format!("apply-{i}"))
+                    .spawn_scoped(s, move || loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        self.run_job(job, acks, failed);
+                    })
+                    .expect("spawn applier");
+            }
+            let reason = self.read_frames(r, gen, &ranges, &acks, &failed, &tx);
+            // The appliers finish what they hold (it is valid data), then exit.
+            drop(tx);
+            reason
+        })
+    }
+
+    fn read_frames<'a>(
+        &self,
+        r: &mut BufReader<impl Read>,
+        gen: u64,
+        ranges: &'a RangeLocks,
+        acks: &Mutex<Acks>,
+        failed: &Mutex<Option<String>>,
+        tx: &mpsc::Sender<Job<'a>>,
+    ) -> String {
+        let failure = || failed.lock().unwrap_or_else(|p| p.into_inner()).take();
         loop {
-            if let Some(seq) = owed {
-                if r.buffer().is_empty() || owed_n >= ACK_BATCH {
-                    self.send_ack(seq, 0);
-                    owed = None;
-                    owed_n = 0;
-                }
+            if r.buffer().is_empty() {
+                // About to wait for input: whatever finished is acknowledged now.
+                self.ack(acks, |a| a.flush().into_iter().collect());
             }
             let (f, n) = match read_frame(r) {
                 Ok(x) => x,
-                Err(ReadError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return format!("peer silent for {:?} (timeout)", self.cfg.timeout)
-                }
-                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return "peer closed the connection".into()
-                }
-                Err(e) => return e.to_string(),
+                // An applier's failure closed the connection: that is the reason.
+                Err(e) => return failure().unwrap_or_else(|| self.read_failure(e)),
             };
             {
                 let mut st = self.lock();
@@ -851,29 +888,129 @@ impl Node {
                 }
                 st.counters.received += n as u64;
             }
-            match self.apply(f) {
-                Err(reason) => return reason,
-                Ok(Some((seq, 0))) => {
-                    owed = Some(seq);
-                    owed_n += 1;
+            if let Err(reason) = self.check_bulk(&f) {
+                return reason;
+            }
+            // Writes that go straight to the disk wait for it: an applier takes them.
+            // Small ones only copy into the page cache: applied here, without a
+            // thread switch, after any overlapping write still being applied.
+            let bulk = match &f {
+                Frame::Data { seq, offset, data } => {
+                    acks.lock().unwrap_or_else(|p| p.into_inner()).arrived(*seq);
+                    Some((*offset, data.len()))
                 }
+                Frame::ResyncData { offset, data } => Some((*offset, data.len())),
+                _ => None,
+            };
+            let range = match bulk {
+                Some((offset, len)) => {
+                    let range = ranges.lock(offset, len as u64);
+                    if self.store.is_direct(len, offset) {
+                        let _ = tx.send(Job { frame: f, range });
+                        continue;
+                    }
+                    Some(range)
+                }
+                None => {
+                    ranges.wait_idle();
+                    None
+                }
+            };
+            if let Some(reason) = failure() {
+                return reason;
+            }
+            let applied = self.apply(f);
+            drop(range);
+            match applied {
+                Err(reason) => return reason,
                 Ok(Some((seq, status))) => {
-                    // An error is reported at once (it also acknowledges what came before).
-                    self.send_ack(seq, status);
-                    owed = None;
-                    owed_n = 0;
+                    let hold = !r.buffer().is_empty();
+                    self.ack(acks, |a| {
+                        if bulk.is_none() {
+                            a.arrived(seq);
+                        }
+                        a.finished(seq, status, hold)
+                    });
                 }
                 Ok(None) => {}
             }
         }
     }
 
-    fn send_ack(&self, seq: u64, status: u32) {
-        let out = self.queue_frame(&mut self.lock(), &Frame::Ack { seq, status });
+    fn read_failure(&self, e: ReadError) -> String {
+        match e {
+            ReadError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                format!("peer silent for {:?} (timeout)", self.cfg.timeout)
+            }
+            ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "peer closed the connection".into()
+            }
+            e => e.to_string(),
+        }
+    }
+
+    /// Applies one bulk frame (an applier thread), then acknowledges it.
+    fn run_job(&self, job: Job<'_>, acks: &Mutex<Acks>, failed: &Mutex<Option<String>>) {
+        match self.apply(job.frame) {
+            Ok(Some((seq, status))) => self.ack(acks, |a| a.finished(seq, status, false)),
+            Ok(None) => {}
+            Err(reason) => {
+                // The reader reports it: close the connection under it.
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                self.close_connection(&mut self.lock());
+            }
+        }
+        drop(job.range);
+    }
+
+    /// Queues the acks `owed` computes, in order (an error ack must not be overtaken by
+    /// a later cumulative one), and sends them without blocking.
+    fn ack(&self, acks: &Mutex<Acks>, owed: impl FnOnce(&mut Acks) -> Vec<(u64, u32)>) {
+        let out = {
+            let mut a = acks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = None;
+            for (seq, status) in owed(&mut a) {
+                out = self
+                    .queue_frame(&mut self.lock(), &Frame::Ack { seq, status })
+                    .or(out);
+            }
+            out
+        };
         if let Some(out) = out {
-            // This thread reads: it must never block on the socket.
+            // The reader shares this socket: nobody here may block on it.
             self.pump(&out, Wait::NoBlock);
         }
+    }
+
+    /// The checks a bulk frame passes before it is queued for an applier.
+    fn check_bulk(&self, f: &Frame) -> Result<(), String> {
+        let (what, offset, len, aligned) = match f {
+            Frame::Data { offset, data, .. } => ("Data", *offset, data.len() as u64, true),
+            Frame::ResyncData { offset, data } => (
+                "ResyncData",
+                *offset,
+                data.len() as u64,
+                offset.is_multiple_of(BLOCK) && (data.len() as u64).is_multiple_of(BLOCK),
+            ),
+            _ => return Ok(()),
+        };
+        if self.lock().primary {
+            return Err(format!("protocol error: peer sent {what} to a Primary"));
+        }
+        if offset.checked_add(len).is_none_or(|e| e > self.size()) {
+            return Err(format!(
+                "protocol error: request beyond the device ({offset}+{len})"
+            ));
+        }
+        if !aligned {
+            return Err("protocol error: unaligned resync block".into());
+        }
+        Ok(())
     }
 
     /// Applies one frame; returns the (sequence, status) a request is owed an ack with.
@@ -902,9 +1039,8 @@ impl Node {
             }
         };
         match f {
+            // Bulk frames passed `check_bulk` before they were queued.
             Frame::Data { seq, offset, data } => {
-                secondary_only("Data")?;
-                in_range(offset, data.len() as u64)?;
                 let res = self.store.write_at(&data, offset);
                 self.lock().counters.written += data.len() as u64;
                 return Ok(Some((seq, status(res))));
@@ -947,11 +1083,6 @@ impl Node {
                 }
             }
             Frame::ResyncData { offset, data } => {
-                secondary_only("ResyncData")?;
-                in_range(offset, data.len() as u64)?;
-                if !offset.is_multiple_of(BLOCK) || !(data.len() as u64).is_multiple_of(BLOCK) {
-                    return Err("protocol error: unaligned resync block".into());
-                }
                 let res = self.store.write_at(&data, offset);
                 let mut st = self.lock();
                 if let Err(e) = res {
@@ -1203,8 +1334,8 @@ impl Node {
             if ahead > 0.0 {
                 std::thread::sleep(Duration::from_secs_f64(ahead));
             }
-            let _o = self.order.lock().unwrap_or_else(|p| p.into_inner());
             let len = n * BLOCK;
+            let _range = self.ranges.lock(first * BLOCK, len);
             let buf = match crate::frame::encode_resync_with(first * BLOCK, len as usize, |b| {
                 self.store.read_at(b, first * BLOCK)
             }) {
@@ -1417,7 +1548,7 @@ impl Node {
                 .recv_timeout(self.cfg.timeout * 2)
                 .map_err(|_| Refused("peer did not answer a verify request".into()))?;
             let mine = {
-                let _o = self.order.lock().unwrap_or_else(|p| p.into_inner());
+                let _range = self.ranges.lock(off, len);
                 self.block_crcs(off, len)
                     .map_err(|e| Refused(format!("local read failed: {e}")))?
             };
