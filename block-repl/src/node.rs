@@ -1127,7 +1127,9 @@ impl Node {
                     rs.inflight = rs.inflight.saturating_sub(len as u64);
                     rs.done_blocks += len as u64 / BLOCK;
                 }
-                st.bitmap_dirty = true;
+                // Cleared bits need not be durable at once (a crash only resends those
+                // blocks): the resync persists them every 64 MiB and at the end, instead
+                // of one synchronous metadata write per acknowledged run.
                 self.cv.notify_all();
             }
             Frame::ResyncDone {
