@@ -16,7 +16,10 @@
 #           then `connect`: KiB resynced / time from connect to Connected -> MiB/s
 # Ratios: block-repl / plain loop (higher is better for seqw and randw; for syncw the
 # ratio is plain latency / block-repl latency, so higher is better there too).
+# Also printed: the whole machine's busy CPU per unit of work on each side (/proc/stat
+# around each job), since both nodes and the workload share the same vCPUs.
 # Knobs: DEV_MB (device size, 2048), SEQ_MB (1024), TIME (15), RESYNC_MB (512), DIR,
+# WARM_MB (memory touched and freed before each job, 3072),
 # JOBS (subset of "seqw randw syncw"), PROFILE_DIR (record `perf record -a -g` of each
 # block-repl job there, for finding where the time goes).
 # Requires: fio, e2fsprogs, util-linux, iproute2, python3, cargo.
@@ -114,7 +117,17 @@ metric() { # job < json
     esac
 }
 
-declare -A R
+declare -A R C
+# This VM hands freed memory back to its host (virtio-balloon free page reporting), and
+# the first touch of such a page costs far more than a reused one; page-cache fills
+# (dd into ext4) then vary 3x with whatever ran before. So every job starts with the
+# same warm free memory: touch WARM_MB MiB and free it, right before the job.
+WARM_MB=${WARM_MB:-3072}
+warm_memory() { python3 -c "b = bytearray(b'\x01') * ($WARM_MB << 20)"; }
+# Busy CPU time of the whole machine (both vCPUs), in clock ticks: user, nice, system,
+# irq, softirq, steal.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+HZ=$(getconf CLK_TCK)
 for side in plain repl; do
     dev=$([ $side = plain ] && echo "$PLAIN_LOOP" || echo "$W/dev-a")
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$dev"
@@ -127,12 +140,15 @@ for job in seqw randw syncw; do
         R[$side-$job]=0
         case " $JOBS " in *" $job "*) ;; *) continue ;; esac
         sync; echo 3 > /proc/sys/vm/drop_caches
+        warm_memory
         if [ -n "$PROFILE_DIR" ] && [ $side = repl ]; then
             mkdir -p "$PROFILE_DIR"
             perf record -a -g -q -o "$PROFILE_DIR/$job.data" -- sleep $((TIME + 2)) 2>/dev/null &
             PERF_PID=$!
         fi
+        b0=$(busy)
         R[$side-$job]=$(fio_run "$W/mnt-$side" $job | metric $job)
+        C[$side-$job]=$(( $(busy) - b0 ))
         [ -n "${PERF_PID:-}" ] && { wait "$PERF_PID" || true; PERF_PID=""; }
         rm -f "$W/mnt-$side"/fio.*
     done
@@ -170,5 +186,21 @@ printf "%-44s %12s %12s %8s\n" "workload" "plain loop" "block-repl" "ratio"
 printf "%-44s %12s %12s %8s\n" "1 MiB seq write + final fsync (MiB/s)" "${R[plain-seqw]}" "${R[repl-seqw]}" "$(ratio "${R[repl-seqw]}" "${R[plain-seqw]}")"
 printf "%-44s %12s %12s %8s\n" "4 KiB rand write QD16 direct (IOPS)" "${R[plain-randw]}" "${R[repl-randw]}" "$(ratio "${R[repl-randw]}" "${R[plain-randw]}")"
 printf "%-44s %12s %12s %8s\n" "4 KiB write+fdatasync (mean us, lower=better)" "${R[plain-syncw]}" "${R[repl-syncw]}" "$(ratio "${R[plain-syncw]}" "${R[repl-syncw]}")"
+# CPU per unit of work: what the whole machine spent (fio, file system, loop, FUSE,
+# both daemons, TCP) divided by the work done. Ops for the timed jobs are derived from
+# the result (IOPS x TIME, TIME / latency).
+cpu() { python3 -c "
+job, side, r, c, hz, t, mb = '$1', '$2', float('$3'), float('$4'), float('$HZ'), float('$TIME'), float('$SEQ_MB')
+secs = c / hz
+if r <= 0: print('-'); raise SystemExit
+if job == 'seqw': print('%.2f' % (secs * 1000 / mb))
+elif job == 'randw': print('%.1f' % (secs * 1e6 / (r * t)))
+else: print('%.1f' % (secs * 1e6 / (t * 1e6 / r)))
+"; }
+printf "%-44s %12s %12s\n" "CPU, whole machine" "plain loop" "block-repl"
+for job in seqw randw syncw; do
+    unit=$([ $job = seqw ] && echo "ms per MiB" || echo "us per write")
+    printf "%-44s %12s %12s\n" "  $job ($unit)" "$(cpu $job plain "${R[plain-$job]}" "${C[plain-$job]}")" "$(cpu $job repl "${R[repl-$job]}" "${C[repl-$job]}")"
+done
 echo "resync after disconnect: ${oos} KiB out of sync, ${resync_kib} KiB sent, ${resync_mibs} MiB/s (target >= 500)"
 echo "verify: $verify"
