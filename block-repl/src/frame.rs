@@ -73,6 +73,89 @@ impl DiskState {
     }
 }
 
+/// One 4 KiB-aligned page of a [`Payload`].
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// The data of a bulk frame (`Data`, `ResyncData`), kept in 4 KiB-aligned storage so
+/// that it can go to an O_DIRECT file as it is, without a bounce copy. The storage can
+/// be reused for a later frame ([`Payload::resized`]).
+#[derive(Clone)]
+pub struct Payload {
+    pages: Vec<Page>,
+    len: usize,
+}
+
+impl Payload {
+    /// `len` zero bytes.
+    pub fn zeroed(len: usize) -> Payload {
+        Payload {
+            pages: vec![Page([0; 4096]); len.div_ceil(4096)],
+            len,
+        }
+    }
+
+    /// This storage holding `len` bytes (grown if needed; the contents are left as they
+    /// were: the caller overwrites them).
+    pub fn resized(mut self, len: usize) -> Payload {
+        let need = len.div_ceil(4096);
+        if self.pages.len() < need {
+            self.pages.resize(need, Page([0; 4096]));
+        }
+        self.len = len;
+        self
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `Page` is plain bytes without padding, so the pages are one run of
+        // initialised bytes, at least `len` long.
+        unsafe { std::slice::from_raw_parts(self.pages.as_ptr().cast(), self.len) }
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.pages.as_mut_ptr().cast(), self.len) }
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(b: &[u8]) -> Payload {
+        let mut p = Payload::zeroed(b.len());
+        p.as_mut_slice().copy_from_slice(b);
+        p
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(b: Vec<u8>) -> Payload {
+        Payload::from(&b[..])
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Payload {}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.len)
+    }
+}
+
 /// One replication frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -121,7 +204,7 @@ pub enum Frame {
         /// Byte offset.
         offset: u64,
         /// Bytes.
-        data: Vec<u8>,
+        data: Payload,
     },
     /// A replicated discard or write-zeroes.
     Discard {
@@ -151,7 +234,7 @@ pub enum Frame {
         /// Byte offset (block aligned).
         offset: u64,
         /// Bytes.
-        data: Vec<u8>,
+        data: Payload,
     },
     /// Resync block stored by the target.
     ResyncAck {
@@ -296,7 +379,7 @@ pub fn bulk_prefix(ty: u16) -> Option<usize> {
 
 impl Frame {
     /// Decodes a bulk frame from its fixed part (`bulk_prefix(ty)` bytes) and its data.
-    pub fn decode_bulk(ty: u16, prefix: &[u8], data: Vec<u8>) -> Result<Frame, FrameError> {
+    pub fn decode_bulk(ty: u16, prefix: &[u8], data: Payload) -> Result<Frame, FrameError> {
         let mut r = R { b: prefix, ty };
         let f = match ty {
             T_DATA => {
@@ -390,7 +473,7 @@ impl Frame {
             T_DATA | T_RSDATA => {
                 let p = bulk_prefix(ty).expect("bulk type");
                 let prefix = r.take(p)?;
-                return Frame::decode_bulk(ty, prefix, r.b.to_vec());
+                return Frame::decode_bulk(ty, prefix, Payload::from(r.b));
             }
             T_DISCARD => {
                 let seq = r.u64()?;
@@ -636,6 +719,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn payloads_are_aligned_and_reusable() {
+        let p = Payload::from(&[5u8; 5000][..]);
+        assert_eq!(p.as_ptr() as usize % 4096, 0);
+        assert_eq!(p.len(), 5000);
+        let ptr = p.as_ptr();
+        // Reused for a smaller frame: the same storage, the new length.
+        let q = p.resized(4096);
+        assert_eq!((q.as_ptr(), q.len()), (ptr, 4096));
+        assert_eq!(q, Payload::from(vec![5u8; 4096]));
+        assert_ne!(q, Payload::zeroed(4096));
+        assert_eq!(format!("{q:?}"), "<4096 bytes>");
+        let r = q.resized(3 * 4096 + 1);
+        assert_eq!(r.len(), 3 * 4096 + 1);
+        assert!(Payload::zeroed(0).is_empty());
+    }
+
     fn frames() -> impl Strategy<Value = Frame> {
         let data = proptest::collection::vec(any::<u8>(), 0..300);
         prop_oneof![
@@ -669,8 +769,13 @@ mod tests {
                 ),
             (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..20))
                 .prop_map(|(first, words)| Frame::Bitmap { first, words }),
-            (any::<u64>(), any::<u64>(), data.clone())
-                .prop_map(|(seq, offset, data)| Frame::Data { seq, offset, data }),
+            (any::<u64>(), any::<u64>(), data.clone()).prop_map(|(seq, offset, data)| {
+                Frame::Data {
+                    seq,
+                    offset,
+                    data: data.into(),
+                }
+            }),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
                 |(seq, offset, len, zero)| Frame::Discard {
                     seq,
@@ -681,7 +786,10 @@ mod tests {
             ),
             any::<u64>().prop_map(|seq| Frame::Flush { seq }),
             (any::<u64>(), any::<u32>()).prop_map(|(seq, status)| Frame::Ack { seq, status }),
-            (any::<u64>(), data).prop_map(|(offset, data)| Frame::ResyncData { offset, data }),
+            (any::<u64>(), data).prop_map(|(offset, data)| Frame::ResyncData {
+                offset,
+                data: data.into()
+            }),
             (any::<u64>(), any::<u32>()).prop_map(|(offset, len)| Frame::ResyncAck { offset, len }),
             (any::<u64>(), any::<u64>(), any::<[u64; 2]>()).prop_map(
                 |(current, bitmap, history)| {
@@ -706,10 +814,10 @@ mod tests {
         fn fast_encoders_match(seq in any::<u64>(), offset in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(
                 encode_data(seq, offset, &data),
-                Frame::Data { seq, offset, data: data.clone() }.encode()
+                Frame::Data { seq, offset, data: data.clone().into() }.encode()
             );
             let r = encode_resync_with::<()>(offset, data.len(), |b| { b.copy_from_slice(&data); Ok(()) }).unwrap();
-            prop_assert_eq!(r, Frame::ResyncData { offset, data }.encode());
+            prop_assert_eq!(r, Frame::ResyncData { offset, data: data.into() }.encode());
         }
 
         #[test]

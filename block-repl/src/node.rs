@@ -16,7 +16,7 @@
 use crate::acks::Acks;
 use crate::al::ActivityLog;
 use crate::config::{Config, Protocol};
-use crate::frame::{DiskState, Frame};
+use crate::frame::{DiskState, Frame, Payload};
 use crate::gi::JUST_CREATED;
 use crate::handshake::{plan, Plan, View};
 use crate::hooks::{self, HookEnv};
@@ -25,7 +25,7 @@ use crate::outbox::{Outbox, Wait};
 use crate::ranges::{RangeGuard, RangeLocks};
 use crate::status::Status;
 use crate::store::{Store, StoreError, BLOCK};
-use crate::wire::{auth_ok, auth_response, read_frame, ReadError};
+use crate::wire::{auth_ok, auth_response, read_frame, read_frame_into, ReadError};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -140,6 +140,8 @@ pub struct Node {
     cv: Condvar,
     /// Ranges being written locally and queued, or read for a resync or verify.
     ranges: RangeLocks,
+    /// Storage of applied bulk frames, for the next ones (reused memory stays mapped).
+    spare: Mutex<Vec<Payload>>,
     /// A writer waits for the outbox to drain (the sender then wakes the condvar).
     throttled: AtomicBool,
 }
@@ -221,6 +223,7 @@ impl Node {
             cfg,
             cv: Condvar::new(),
             ranges: RangeLocks::new(0),
+            spare: Mutex::new(Vec::new()),
             throttled: AtomicBool::new(false),
         }))
     }
@@ -876,7 +879,7 @@ impl Node {
                 // About to wait for input: whatever finished is acknowledged now.
                 self.ack(acks, |a| a.flush().into_iter().collect());
             }
-            let (f, n) = match read_frame(r) {
+            let (f, n) = match read_frame_into(r, |len| self.storage(len)) {
                 Ok(x) => x,
                 // An applier's failure closed the connection: that is the reason.
                 Err(e) => return failure().unwrap_or_else(|| self.read_failure(e)),
@@ -987,6 +990,23 @@ impl Node {
         }
     }
 
+    /// Storage for a received bulk frame's data: a spare one if there is one.
+    fn storage(&self, len: usize) -> Payload {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match spare {
+            Some(p) => p.resized(len),
+            None => Payload::zeroed(len),
+        }
+    }
+
+    /// Keeps an applied frame's storage for a later frame.
+    fn recycle(&self, p: Payload) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < MAX_APPLYING + 2 {
+            spare.push(p);
+        }
+    }
+
     /// The checks a bulk frame passes before it is queued for an applier.
     fn check_bulk(&self, f: &Frame) -> Result<(), String> {
         let (what, offset, len, aligned) = match f {
@@ -1043,6 +1063,7 @@ impl Node {
             Frame::Data { seq, offset, data } => {
                 let res = self.store.write_at(&data, offset);
                 self.lock().counters.written += data.len() as u64;
+                self.recycle(data);
                 return Ok(Some((seq, status(res))));
             }
             Frame::Discard {
@@ -1084,11 +1105,12 @@ impl Node {
             }
             Frame::ResyncData { offset, data } => {
                 let res = self.store.write_at(&data, offset);
+                let len = data.len() as u64;
+                self.recycle(data);
                 let mut st = self.lock();
                 if let Err(e) = res {
                     return Err(format!("local write failed during resync: {e}"));
                 }
-                let len = data.len() as u64;
                 st.counters.written += len;
                 for b in offset / BLOCK..(offset + len) / BLOCK {
                     st.meta.bitmap.clear(b);

@@ -277,14 +277,19 @@ impl Store {
     /// page cache. Either way they are stable only after [`Store::sync`].
     pub fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
         if let Some(f) = self.direct_for(buf.len(), offset) {
-            let r = with_bounce(|b| {
-                for (i, part) in buf.chunks(DIRECT_CHUNK).enumerate() {
-                    let b = &mut b[..part.len()];
-                    b.copy_from_slice(part);
-                    f.write_all_at(b, offset + (i * DIRECT_CHUNK) as u64)?;
-                }
-                Ok(())
-            });
+            let r = if (buf.as_ptr() as usize).is_multiple_of(BLOCK as usize) {
+                // Already aligned (a received frame's data): no bounce copy.
+                f.write_all_at(buf, offset)
+            } else {
+                with_bounce(|b| {
+                    for (i, part) in buf.chunks(DIRECT_CHUNK).enumerate() {
+                        let b = &mut b[..part.len()];
+                        b.copy_from_slice(part);
+                        f.write_all_at(b, offset + (i * DIRECT_CHUNK) as u64)?;
+                    }
+                    Ok(())
+                })
+            };
             if let Some(r) = self.try_direct(r) {
                 return r;
             }

@@ -1,6 +1,6 @@
 //! Frame I/O on a stream and the shared-secret challenge.
 
-use crate::frame::{bulk_prefix, decode_header, Frame, FrameError, HEADER_LEN};
+use crate::frame::{bulk_prefix, decode_header, Frame, FrameError, Payload, HEADER_LEN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{self, Read};
@@ -19,19 +19,26 @@ pub enum ReadError {
 
 /// Reads one whole frame (nothing is returned from a truncated or malformed one).
 pub fn read_frame(r: &mut impl Read) -> Result<(Frame, usize), ReadError> {
+    read_frame_into(r, Payload::zeroed)
+}
+
+/// [`read_frame`], taking the storage for a bulk frame's data from `storage(len)` (a
+/// caller can hand back the storage of frames it has finished with).
+pub fn read_frame_into(
+    r: &mut impl Read,
+    storage: impl FnOnce(usize) -> Payload,
+) -> Result<(Frame, usize), ReadError> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h)?;
     let hdr = decode_header(&h)?;
     let len = hdr.len as usize;
     if let Some(p) = bulk_prefix(hdr.ty).filter(|p| len >= *p) {
-        // The data goes straight into its own buffer (no second copy).
+        // The data goes straight into aligned storage (no second copy, and none to
+        // reach an O_DIRECT file either).
         let mut prefix = [0u8; 32];
         r.read_exact(&mut prefix[..p])?;
-        let mut data = Vec::with_capacity(len - p);
-        r.by_ref().take((len - p) as u64).read_to_end(&mut data)?;
-        if data.len() != len - p {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        }
+        let mut data = storage(len - p);
+        r.read_exact(data.as_mut_slice())?;
         return Ok((
             Frame::decode_bulk(hdr.ty, &prefix[..p], data)?,
             HEADER_LEN + len,
@@ -82,7 +89,7 @@ mod tests {
             Frame::Data {
                 seq: 1,
                 offset: 4096,
-                data: vec![1; 4096],
+                data: vec![1; 4096].into(),
             }
             .encode(),
         );

@@ -103,7 +103,7 @@ fn malformed_and_truncated_frames_close_the_connection_and_apply_nothing() {
         &Frame::Data {
             seq: 1,
             offset: 0,
-            data: vec![0xab; 4096],
+            data: vec![0xab; 4096].into(),
         }
         .encode(),
     )
@@ -118,7 +118,7 @@ fn malformed_and_truncated_frames_close_the_connection_and_apply_nothing() {
     let full = Frame::Data {
         seq: 2,
         offset: 8192,
-        data: vec![0xcd; 4096],
+        data: vec![0xcd; 4096].into(),
     }
     .encode();
     s.write_all(&full[..1024 + 12]).unwrap();
@@ -145,7 +145,7 @@ fn malformed_and_truncated_frames_close_the_connection_and_apply_nothing() {
     let mut bad = Frame::Data {
         seq: 3,
         offset: 16384,
-        data: vec![0xee; 4096],
+        data: vec![0xee; 4096].into(),
     }
     .encode();
     bad[12 + 16 + 3] ^= 1; // the data length field
@@ -162,7 +162,7 @@ fn malformed_and_truncated_frames_close_the_connection_and_apply_nothing() {
         &Frame::Data {
             seq: 4,
             offset: 1 << 40,
-            data: vec![1; 4096],
+            data: vec![1; 4096].into(),
         }
         .encode(),
     )
