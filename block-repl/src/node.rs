@@ -377,8 +377,23 @@ impl Node {
         }
         st.meta.bitmap.set_range(offset, len);
         st.bitmap_dirty = true;
+        if self.must_wait_for_fence(&st) {
+            // The connection is being lost (its outbox closed, `lost` not done yet) or the
+            // peer is being fenced: like an unacknowledged write, this one completes only
+            // after the fence-peer handler, when `lost` completes the waiters.
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.waiters.insert(seq, done);
+            return;
+        }
         drop(st);
         done(Ok(()))
+    }
+
+    /// True while a lost connection has not been handled yet or the peer is being
+    /// fenced: with fencing, nothing may complete locally during that time.
+    fn must_wait_for_fence(&self, st: &State) -> bool {
+        self.cfg.fencing && (st.conn.is_some() || st.fencing)
     }
 
     /// A block write; `done` runs when both copies have it (protocol C).
@@ -446,6 +461,12 @@ impl Node {
                     && (st.conn_gen == gen && st.acked < seq
                         || st.conn_gen != gen && st.fencing) =>
             {
+                st.waiters.insert(seq, done);
+            }
+            // Not sent because the connection is being lost or fenced: as in `replicate`.
+            None if self.must_wait_for_fence(&st) => {
+                let seq = st.next_seq;
+                st.next_seq += 1;
                 st.waiters.insert(seq, done);
             }
             _ => {
@@ -909,7 +930,12 @@ impl Node {
                 Some((offset, len)) => {
                     let range = ranges.lock(offset, len as u64);
                     if self.store.is_direct(len, offset) {
+                        let resync = matches!(f, Frame::ResyncData { .. });
                         let _ = tx.send(Job { frame: f, range });
+                        if resync {
+                            // Not a request: nothing may stay held behind a stream of them.
+                            self.ack(acks, |a| a.flush().into_iter().collect());
+                        }
                         continue;
                     }
                     Some(range)
@@ -935,7 +961,9 @@ impl Node {
                         a.finished(seq, status, hold)
                     });
                 }
-                Ok(None) => {}
+                // Not a request (resync data, ping, state...): acknowledge what is held, so
+                // a stream of such frames cannot keep a finished request waiting.
+                Ok(None) => self.ack(acks, |a| a.flush().into_iter().collect()),
             }
         }
     }
@@ -1077,7 +1105,17 @@ impl Node {
                 let res = self.store.discard(offset, len, zero);
                 return Ok(Some((seq, status(res))));
             }
-            Frame::Flush { seq } => return Ok(Some((seq, status(self.store.sync())))),
+            Frame::Flush { seq } => {
+                let res = self.store.sync();
+                if res.is_err() {
+                    // Writes acknowledged before may not be stable here: this copy can no
+                    // longer be trusted (as DRBD detaches a disk after an I/O error).
+                    let mut st = self.lock();
+                    st.meta.disk = DiskState::Inconsistent;
+                    self.persist(&mut st);
+                }
+                return Ok(Some((seq, status(res))));
+            }
             Frame::Ack { seq, status } => {
                 let mut st = self.lock();
                 if status != 0 {
@@ -1085,10 +1123,17 @@ impl Node {
                         "peer failed request {seq}: {}",
                         std::io::Error::from_raw_os_error(status as i32)
                     );
-                    if let Some(&(off, len)) = st.pending.get(&seq) {
-                        st.meta.bitmap.set_range(off, len);
-                        st.bitmap_dirty = true;
+                    match st.pending.get(&seq) {
+                        Some(&(off, len)) => st.meta.bitmap.set_range(off, len),
+                        None => {
+                            // A flush failed: any block the peer acknowledged may be lost
+                            // there. Everything is resynced after a reconnect.
+                            error!("the peer could not flush: all blocks marked out of sync, reconnecting");
+                            st.meta.bitmap.set_all();
+                            self.close_connection(&mut st);
+                        }
                     }
+                    st.bitmap_dirty = true;
                 }
                 st.acked = st.acked.max(seq);
                 st.pending = st.pending.split_off(&(seq + 1));
@@ -1128,7 +1173,10 @@ impl Node {
                     false
                 };
                 if persist {
-                    let _ = self.store.sync();
+                    // Cleared bits are persisted only over data known to be stable.
+                    if let Err(e) = self.store.sync() {
+                        return Err(format!("local flush failed during resync: {e}"));
+                    }
                     self.persist(&mut st);
                 }
                 self.send(
