@@ -898,21 +898,22 @@ impl Node {
         loop {
             if r.buffer().is_empty() {
                 // About to wait for input: whatever finished is acknowledged now.
-                self.ack(acks, |a| a.flush().into_iter().collect());
+                self.flush_acks(acks);
             }
             let (f, n) = match read_frame_into(r, |len| self.storage(len)) {
                 Ok(x) => x,
                 // An applier's failure closed the connection: that is the reason.
                 Err(e) => return failure().unwrap_or_else(|| self.read_failure(e)),
             };
-            {
+            let primary = {
                 let mut st = self.lock();
                 if st.conn_gen != gen || st.conn.is_none() {
                     return "connection closed locally".into();
                 }
                 st.counters.received += n as u64;
-            }
-            if let Err(reason) = self.check_bulk(&f) {
+                st.primary
+            };
+            if let Err(reason) = self.check_bulk(&f, primary) {
                 return reason;
             }
             // Writes that go straight to the disk wait for it: an applier takes them.
@@ -934,7 +935,7 @@ impl Node {
                         let _ = tx.send(Job { frame: f, range });
                         if resync {
                             // Not a request: nothing may stay held behind a stream of them.
-                            self.ack(acks, |a| a.flush().into_iter().collect());
+                            self.flush_acks(acks);
                         }
                         continue;
                     }
@@ -963,7 +964,7 @@ impl Node {
                 }
                 // Not a request (resync data, ping, state...): acknowledge what is held, so
                 // a stream of such frames cannot keep a finished request waiting.
-                Ok(None) => self.ack(acks, |a| a.flush().into_iter().collect()),
+                Ok(None) => self.flush_acks(acks),
             }
         }
     }
@@ -1035,8 +1036,14 @@ impl Node {
         }
     }
 
-    /// The checks a bulk frame passes before it is queued for an applier.
-    fn check_bulk(&self, f: &Frame) -> Result<(), String> {
+    /// Sends the ack for successes held back, if any.
+    fn flush_acks(&self, acks: &Mutex<Acks>) {
+        self.ack(acks, |a| a.flush().into_iter().collect());
+    }
+
+    /// The checks a bulk frame passes before it is queued for an applier (`primary`:
+    /// this node's role when the frame arrived).
+    fn check_bulk(&self, f: &Frame, primary: bool) -> Result<(), String> {
         let (what, offset, len, aligned) = match f {
             Frame::Data { offset, data, .. } => ("Data", *offset, data.len() as u64, true),
             Frame::ResyncData { offset, data } => (
@@ -1047,7 +1054,7 @@ impl Node {
             ),
             _ => return Ok(()),
         };
-        if self.lock().primary {
+        if primary {
             return Err(format!("protocol error: peer sent {what} to a Primary"));
         }
         if offset.checked_add(len).is_none_or(|e| e > self.size()) {

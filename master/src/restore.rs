@@ -97,6 +97,20 @@ impl Core {
         Ok(true)
     }
 
+    /// A file slot's chunk `cur` (0: a hole) becomes the new chunk `id` (a new chunk or
+    /// a replayed copy of a shared one): `cur` loses the slot's reference, `id` gains it.
+    fn replace_chunk(&mut self, cur: u64, id: u64) {
+        if cur != 0 {
+            self.chunks.unref(cur);
+        }
+        self.chunks
+            .map
+            .entry(id)
+            .or_insert_with(|| Chunk::restored(1, 0))
+            .fcount += 1;
+        self.chunks.next_id = self.chunks.next_id.max(id + 1);
+    }
+
     fn apply(&mut self, l: &Line<'_>) -> Result<(), ReplayError> {
         let ts = l.ts;
         match l.op {
@@ -275,15 +289,7 @@ impl Core {
                     }
                 } else {
                     // A new chunk for a hole, or a copy of a shared chunk (copy on write).
-                    if cur != 0 {
-                        self.chunks.unref(cur);
-                    }
-                    self.chunks
-                        .map
-                        .entry(id)
-                        .or_insert_with(|| Chunk::restored(1, 0))
-                        .fcount += 1;
-                    self.chunks.next_id = self.chunks.next_id.max(id + 1);
+                    self.replace_chunk(cur, id);
                 }
                 let min_len = idx as u64 * crate::fs::CHUNK_SIZE;
                 let r = self.fs.set_chunk(ino, idx, id, min_len).map(|_| ());
@@ -306,13 +312,7 @@ impl Core {
                     }
                 } else if cur != 0 && id >= self.chunks.next_id {
                     // The truncated copy of a shared chunk.
-                    self.chunks.unref(cur);
-                    self.chunks
-                        .map
-                        .entry(id)
-                        .or_insert_with(|| Chunk::restored(1, 0))
-                        .fcount += 1;
-                    self.chunks.next_id = id + 1;
+                    self.replace_chunk(cur, id);
                     let r = self.fs.set_chunk(ino, idx, id, 0).map(|_| ());
                     status(l, r)?;
                 } else {
